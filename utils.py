@@ -1,0 +1,103 @@
+"""Small helpers shared by every script: clean errors, atomic writes, run records."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import sys
+import tempfile
+from importlib import metadata
+from pathlib import Path
+
+
+class ProjectError(Exception):
+    """A problem the user can fix; reported as one line, without a traceback."""
+
+
+def run_cli(main_fn, argv=None) -> int:
+    """Run ``main_fn(argv)`` turning ProjectError into one stderr line and exit code 1."""
+    try:
+        return main_fn(argv) or 0
+    except ProjectError as exc:
+        prog = Path(sys.argv[0]).name if argv is None else main_fn.__module__
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return 1
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+
+    A run that is interrupted (exception, Ctrl-C) leaves nothing under the final
+    name, so a later run can never mistake a half-written file for a good one.
+    """
+    path = Path(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
+    except OSError as exc:
+        raise ProjectError(
+            f"cannot write to {path.parent}/: {exc.strerror or exc}; choose a writable output folder"
+        ) from None
+    os.close(fd)
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+
+
+def write_json(path, obj) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=_jsonable)
+        f.write("\n")
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ProjectError(f"{path} not found") from None
+    except (OSError, ValueError) as exc:
+        raise ProjectError(f"{path} is unreadable or not valid JSON ({exc}); delete it and rerun") from None
+
+
+def savefig(fig, path) -> None:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=fig.dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def _jsonable(obj):
+    if hasattr(obj, "item"):  # numpy and torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def versions(*packages: str) -> dict:
+    """Python, platform and installed package versions, for run records."""
+    out = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    for name in packages:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def print_config(config: dict) -> None:
+    print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
