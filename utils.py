@@ -101,3 +101,42 @@ def versions(*packages: str) -> dict:
 
 def print_config(config: dict) -> None:
     print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
+
+
+def plot_confusion(y_true, y_pred, classes, path, title: str) -> None:
+    """Confusion-matrix PNG, as in scikit-learn's examples."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import ConfusionMatrixDisplay
+
+    fig, ax = plt.subplots(figsize=(7, 6))
+    ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=list(range(len(classes))), display_labels=classes, ax=ax, colorbar=False
+    )
+    if max(len(str(c)) for c in classes) > 2:
+        ax.tick_params(axis="x", labelrotation=45)
+    ax.set_title(title)
+    savefig(fig, path)
+
+
+def summarize_seeds(records: list[dict]) -> dict:
+    """Merge the records of one model run with several seeds into one record.
+
+    The merged record keeps the first run's fields (config, predictions, history), sets
+    ``test_accuracy`` and the timings to the mean over seeds, and adds ``test_accuracy_std``
+    (sample standard deviation; None for a single run) and ``runs`` (per-seed figures).
+    """
+    import statistics
+
+    keys = ("seed", "test_accuracy", "seconds_fit", "seconds_train", "seconds_predict")
+    merged = dict(records[0])
+    merged["runs"] = [{k: r[k] for k in keys if k in r} for r in records]
+    for key in keys[1:]:
+        if key in merged:
+            merged[key] = statistics.fmean(r[key] for r in records)
+    accs = [r["test_accuracy"] for r in records]
+    merged["test_accuracy_std"] = statistics.stdev(accs) if len(accs) > 1 else None
+    merged["seeds"] = [r["seed"] for r in records]
+    return merged
