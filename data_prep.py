@@ -22,6 +22,7 @@ import re
 import shutil
 import struct
 import sys
+import zipfile
 import zlib
 from pathlib import Path
 
@@ -341,7 +342,7 @@ def load_cache(dataset: str = "mnist", data_dir: Path = BUNDLED) -> dict:
             x, y = cache[f"x_{split}"], cache[f"y_{split}"]
             if x.dtype != np.uint8 or x.shape[1:] != (SIDE, SIDE) or len(x) != len(y):
                 raise ValueError(f"unexpected {split} arrays {x.dtype} {x.shape} / {y.shape}")
-    except (OSError, ValueError, KeyError, EOFError) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
         raise ProjectError(
             f"{path} is unreadable or malformed ({exc}); rebuild it with python data_prep.py --force"
         ) from None

@@ -1,0 +1,70 @@
+"""Shared fixtures: small MNIST-format folders cut from the real bundled data."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from data_prep import BUNDLED, IDX_NAMES, prepare
+
+SMALL_TRAIN, SMALL_TEST = 300, 100
+
+
+def write_idx(path: Path, array: np.ndarray, magic: int | None = None, gz: bool = True) -> Path:
+    """Write an IDX file (images if 3-D, labels if 1-D), gzip-compressed by default."""
+    array = np.asarray(array, dtype=np.uint8)
+    if magic is None:
+        magic = 0x803 if array.ndim == 3 else 0x801
+    header = struct.pack(">II", magic, len(array)) + b"".join(struct.pack(">I", d) for d in array.shape[1:])
+    path = path.with_name(path.name + ".gz") if gz else path
+    with (gzip.open if gz else open)(path, "wb") as f:
+        f.write(header + array.tobytes())
+    return path
+
+
+def write_source(folder: Path, arrays: dict, gz: bool = True) -> Path:
+    """A folder holding the four IDX files of ``arrays`` (keys x_train, y_train, x_test, y_test)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for (split, kind), name in IDX_NAMES.items():
+        write_idx(folder / name, arrays[f"{'x' if kind == 'images' else 'y'}_{split}"], gz=gz)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def full_mnist(tmp_path_factory):
+    """The bundled MNIST prepared once (without the large JSON files) into a temporary data dir."""
+    data_dir = tmp_path_factory.mktemp("data")
+    manifest = prepare("mnist", data_dir=data_dir, plots_dir=data_dir, write_json_files=False, quiet=True)
+    return data_dir, manifest
+
+
+@pytest.fixture(scope="session")
+def small_arrays(full_mnist):
+    """The first real images of each split, for fast tests."""
+    with np.load(full_mnist[0] / "mnist" / "cache.npz") as npz:
+        return {
+            "x_train": npz["x_train"][:SMALL_TRAIN],
+            "y_train": npz["y_train"][:SMALL_TRAIN],
+            "x_test": npz["x_test"][:SMALL_TEST],
+            "y_test": npz["y_test"][:SMALL_TEST],
+        }
+
+
+@pytest.fixture
+def small_source(tmp_path, small_arrays):
+    return write_source(tmp_path / "small-src", small_arrays)
+
+
+@pytest.fixture
+def bundled_copy(tmp_path):
+    """A writable copy of the bundled archives and their checksum files."""
+    folder = tmp_path / "bundled"
+    folder.mkdir()
+    for f in BUNDLED.iterdir():
+        if f.is_file() and (f.suffix == ".gz" or f.name.startswith("SHA256SUMS")):
+            (folder / f.name).write_bytes(f.read_bytes())
+    return folder
