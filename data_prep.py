@@ -143,9 +143,10 @@ def download(dataset: str, data_dir: Path) -> Path:
         cls(root=str(root), train=True, download=True)
         cls(root=str(root), train=False, download=True)
     except Exception as exc:  # torchvision raises RuntimeError/URLError/OSError for network problems
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        reason = lines[-1] if lines else type(exc).__name__  # torchvision's last line holds the cause
         raise ProjectError(
-            f"could not download {dataset} through torchvision ({first}); "
+            f"could not download {dataset} through torchvision ({reason}); "
             f"put its four IDX files in a folder and pass --source DIR"
         ) from None
     return root / cls.__name__ / "raw"
