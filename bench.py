@@ -17,7 +17,7 @@ from pathlib import Path
 
 from utils import run_cli, versions, write_json
 
-SUITES = ("data", "ml", "dl")
+SUITES = ("data", "ml", "dl", "predict")
 COLUMNS = ("suite", "name", "accuracy", "seconds", "baseline", "speedup", "note")
 
 

@@ -7,20 +7,10 @@ import pytest
 from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
+from benchmarks.predict import write_photos
 from data_prep import load_split
 from predict import load_grey, to_mnist
 from utils import ProjectError
-
-
-def write_as_photo(digit: np.ndarray, path, rng, colour: bool) -> None:
-    """An MNIST digit as an ordinary image file: enlarged, dark ink on light paper, shifted on a bigger page."""
-    side = int(rng.integers(60, 240))
-    ink = Image.fromarray(255 - digit).resize((side, side), Image.Resampling.BILINEAR)
-    page = Image.new("L", (side + int(rng.integers(0, 150)), side + int(rng.integers(0, 150))), 235)
-    page.paste(ink.point(lambda v: min(v, 235)), (int(rng.integers(0, page.width - side + 1)), 0))
-    if colour:
-        page = Image.merge("RGB", (page, page.point(lambda v: v * 0.95), page.point(lambda v: v * 0.8)))
-    page.save(path, quality=92) if path.suffix == ".jpg" else page.save(path)
 
 
 @pytest.fixture(scope="module")
@@ -32,13 +22,7 @@ def reference_knn(full_mnist):
 
 def test_preprocessing_recovers_real_digits(full_mnist, reference_knn, tmp_path):
     x, y = load_split("test", data_dir=full_mnist[0], size=200, random=True, seed=1)
-    rng = np.random.default_rng(0)
-    inputs = []
-    for i, digit in enumerate(x):
-        path = tmp_path / f"digit{i}.{'jpg' if i % 2 else 'png'}"
-        write_as_photo(digit, path, rng, colour=i % 3 == 0)
-        inputs.append(to_mnist(load_grey(path)))
-    inputs = np.stack(inputs)
+    inputs = np.stack([to_mnist(load_grey(p)) for p in write_photos(x, tmp_path)])
     assert inputs.shape == (200, 28, 28) and inputs.min() >= 0 and inputs.max() <= 1
     baseline = (reference_knn.predict(x.reshape(200, -1) / 255.0) == y).mean()
     recovered = (reference_knn.predict(inputs.reshape(200, -1)) == y).mean()
