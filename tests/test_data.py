@@ -9,9 +9,9 @@ from urllib.error import URLError
 
 import numpy as np
 import pytest
-from conftest import SMALL_TEST, SMALL_TRAIN, write_idx, write_source
 
 import data_prep
+from conftest import SMALL_TEST, SMALL_TRAIN, write_idx, write_source
 from data_prep import IDX_NAMES, load_split, main, prepare, read_json_split, read_sums, sha256
 from utils import ProjectError
 
