@@ -29,6 +29,9 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: data/)")
     p.add_argument("--results-dir", type=Path, help="default: results/ for MNIST, results/<dataset>/ otherwise")
     p.add_argument("--plots-dir", type=Path, help="default: plots/ for MNIST, plots/<dataset>/ otherwise")
+    p.add_argument(
+        "--checkpoint-dir", type=Path, help="default: checkpoints/ for MNIST, checkpoints/<dataset>/ otherwise"
+    )
     p.add_argument("--fast", action="store_true", help="train the networks with the fast recipe, not the paper's")
     p.add_argument("--seeds", type=int, default=1, help="run every model with this many seeds (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
@@ -47,6 +50,7 @@ def parse_args(argv=None):
     sub = Path() if args.dataset == "mnist" else Path(args.dataset)
     args.results_dir = args.results_dir or Path("results") / sub
     args.plots_dir = args.plots_dir or Path("plots") / sub
+    args.checkpoint_dir = args.checkpoint_dir or Path("checkpoints") / sub
     return args
 
 
@@ -76,7 +80,8 @@ def steps(args) -> list[tuple[str, object, list[str]]]:
         plan.append(("classical models", ml_main.main, ["--algo", "all", *common_flags(args)]))
     for net in ("mlp", "cnn"):
         if net not in args.skip:
-            plan.append((f"network {net}", dl_main.main, ["--model", net, *recipe, *common_flags(args)]))
+            net_argv = ["--model", net, *recipe, "--checkpoint-dir", str(args.checkpoint_dir), *common_flags(args)]
+            plan.append((f"network {net}", dl_main.main, net_argv))
     rep = ["--results-dir", str(args.results_dir), "--plots-dir", str(args.plots_dir), "--data-dir", str(args.data_dir)]
     if args.update_readme:
         rep += ["--readme", str(REPO / "README.md")]

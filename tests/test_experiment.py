@@ -1,0 +1,140 @@
+"""The whole experiment on another MNIST-format dataset, the report, and predict.py end to end."""
+
+from __future__ import annotations
+
+import csv
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import experiment
+import predict
+import report
+from benchmarks.predict import write_photos
+from conftest import write_source
+from data_prep import load_split
+from utils import read_json
+
+
+@pytest.fixture(scope="module")
+def fashion_run(tmp_path_factory, full_mnist):
+    """experiment.py --fast on a small real dataset given with --source, named fashion-mnist.
+
+    The images are real MNIST digits (no Fashion-MNIST copy is reachable offline), transposed so
+    the folder is a dataset of its own; the name gives it Fashion-MNIST's class names.
+    """
+    root = tmp_path_factory.mktemp("exp")
+    x_train, y_train = load_split("train", data_dir=full_mnist[0], size=3000)
+    x_test, y_test = load_split("test", data_dir=full_mnist[0], size=400)
+    arrays = {"x_train": x_train.transpose(0, 2, 1), "y_train": y_train,
+              "x_test": x_test.transpose(0, 2, 1), "y_test": y_test}  # fmt: skip
+    source = write_source(root / "fashion", arrays)
+    dirs = {name: root / name for name in ("data", "results", "plots", "checkpoint")}
+    argv = ["--source", source, "--dataset", "fashion-mnist", "--fast"]
+    argv += [f"--{name}-dir={path}" for name, path in dirs.items()]
+    code = experiment.main([str(a) for a in argv])
+    return code, dirs
+
+
+def test_experiment_runs_every_model_on_a_source_dataset(fashion_run):
+    code, dirs = fashion_run
+    assert code == 0
+    records = {p.stem: read_json(p) for p in dirs["results"].glob("*.json")}
+    assert {"knn", "dt", "svm", "mlp", "cnn"} <= set(records)
+    for name, r in records.items():
+        assert r["dataset"] == "fashion-mnist" and r["n_test"] == 400 and 0 <= r["test_accuracy"] <= 1, name
+        _, y = load_split("test", dataset="fashion-mnist", data_dir=dirs["data"])
+        assert r["test_accuracy"] == pytest.approx(float((np.asarray(r["predictions"]) == y).mean())), name
+    assert records["svm"]["test_accuracy"] > 0.85 and records["cnn"]["test_accuracy"] > 0.8
+    assert (dirs["checkpoint"] / "cnn.pt").is_file()
+    assert read_json(dirs["results"] / "experiment" / "timings.json")["seconds_total"] > 0
+
+
+def test_report_table_and_figures(fashion_run):
+    _, dirs = fashion_run
+    table = (dirs["results"] / "report.md").read_text()
+    assert "# Results on fashion-mnist" in table and "| knn |" in table and "| cnn |" in table
+    assert "97.50%" not in table  # published MNIST figures are not compared with another dataset
+    with open(dirs["results"] / "report.csv") as f:
+        rows = list(csv.DictReader(f))
+    assert {r["model"] for r in rows} >= {"knn", "dt", "svm", "mlp", "cnn"}
+    for name in ("comparison.png", "misclassified.png", "confusion_matrices.png", "samples_fashion-mnist.png"):
+        assert (dirs["plots"] / name).stat().st_size > 5_000, name
+
+
+def test_report_on_mnist_names_published_figures(fashion_run, tmp_path):
+    """The same records relabelled as MNIST: published column, notes and a README section."""
+    _, dirs = fashion_run
+    records = report.load_results(dirs["results"])
+    rows = report.table_rows(records, "mnist")
+    by_model = {r["model"]: r for r in rows}
+    assert by_model["knn"]["published"] == 0.9750 and by_model["cnn"]["published"] == 0.9886
+    assert "R²" in by_model["dt"]["notes"]
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
+    report.update_readme(readme, report.markdown(rows))
+    text = readme.read_text()
+    assert "old" not in text and "| svm |" in text and text.startswith("intro") and text.endswith("outro\n")
+
+
+def test_misclassified_gallery_counts_real_errors(fashion_run, tmp_path):
+    _, dirs = fashion_run
+    record = read_json(dirs["results"] / "dt.json")
+    _, y = load_split("test", dataset="fashion-mnist", data_dir=dirs["data"])
+    wrong = report.plot_misclassified(record, dirs["data"], [str(i) for i in range(10)], tmp_path / "m.png")
+    assert wrong == int((np.asarray(record["predictions"]) != y).sum()) > 0
+
+
+def test_report_without_results_fails_cleanly(tmp_path, capsys):
+    assert report.main(["--results-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no model results" in err
+
+
+def test_predict_cli_classifies_files_and_reports_bad_ones(fashion_run, full_mnist, tmp_path, capsys):
+    """predict.py with an MNIST CNN checkpoint: real digits as image files, and one file that is not an image."""
+    import dl_main
+
+    ckpt = tmp_path / "ckpt"
+    args = [
+        "--model",
+        "cnn",
+        "--recipe",
+        "fast",
+        "--epochs",
+        "1",
+        "--train-size",
+        "6000",
+        "--test-size",
+        "500",
+        "--data-dir",
+        full_mnist[0],
+        "--results-dir",
+        tmp_path,
+        "--plots-dir",
+        tmp_path,
+        "--checkpoint-dir",
+        ckpt,
+    ]
+    assert dl_main.main([str(a) for a in args]) == 0
+    x, y = load_split("test", data_dir=full_mnist[0], size=20, random=True, seed=5)
+    paths = write_photos(x, tmp_path)
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    capsys.readouterr()
+    code = predict.main([str(p) for p in [paths[0], bad, *paths[1:]]] + ["--model", str(ckpt / "cnn.pt")])
+    out, err = capsys.readouterr()
+    assert code == 1
+    assert err.strip().count("\n") == 0 and "notes.png" in err and "not an image" in err
+    lines = out.strip().splitlines()
+    assert len(lines) == 20
+    predicted = [int(line.split(": ")[1].split(" ")[0]) for line in lines]
+    assert np.mean(np.array(predicted) == y) >= 0.85
+
+
+def test_predict_cli_missing_model(tmp_path, capsys):
+    img = tmp_path / "x.png"
+    Image.new("L", (30, 30), 255).save(img)
+    assert predict.main([str(img), "--model", str(tmp_path / "none.pt")]) == 1
+    assert len(capsys.readouterr().err.strip().splitlines()) == 1
