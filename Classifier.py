@@ -1,0 +1,330 @@
+"""The classical models: one registry from algorithm name to a scikit-learn Pipeline.
+
+Every pipeline takes the raw uint8 images ([N, 28, 28] or [N, 784]) and does its own
+preprocessing, so the fit and predict timings include it:
+
+    [deskew] -> pixels / 255 as float -> [PCA] -> classifier
+
+Two presets give each algorithm's settings; any hyperparameter can be overridden:
+
+- ``paper``: the published experiment. KNN = KNeighborsClassifier(n_neighbors=3) and SVM = SVC()
+  defaults on pixels in [0, 1] (float64, plain scikit-learn). The published DT figure (75.96%) was the
+  R^2 of a DecisionTreeRegressor(max_depth=16); the closest real classifier is
+  DecisionTreeClassifier(max_depth=16), whose true accuracy is reported instead.
+- ``fast`` (default): tuned on a validation split held out of the training data (never on the test
+  set), float32, scikit-learn-intelex where installed, all cores.
+"""
+
+from __future__ import annotations
+
+import numbers
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from utils import ProjectError
+
+SIDE = 28
+N_PIXELS = SIDE * SIDE
+
+# ---------------------------------------------------------------- preprocessing
+
+
+def pixel_moments(images: np.ndarray):
+    """Centre of mass (row, column) and shear (cov(row, col) / var(row)) of each image, in one matrix product."""
+    flat = images.reshape(len(images), -1).astype(np.float32)
+    r, c = np.mgrid[:SIDE, :SIDE].reshape(2, -1).astype(np.float32)
+    m = flat @ np.stack([np.ones_like(r), r, c, r * r, r * c], axis=1)
+    total = np.maximum(m[:, 0], 1e-6)  # a blank image has no ink: leave it unchanged
+    mr, mc = m[:, 1] / total, m[:, 2] / total
+    var_r = m[:, 3] / total - mr**2
+    cov_rc = m[:, 4] / total - mr * mc
+    return mr, mc, cov_rc / np.maximum(var_r, 1e-6)
+
+
+def deskew(images: np.ndarray) -> np.ndarray:
+    """Undo each digit's slant with a shear that zeroes its row/column covariance (float32, 0-255, [N, 784]).
+
+    Deskewing is the classic MNIST preprocessing step (LeCun et al.'s table lists it for KNN and
+    SVMs): writers slant their digits differently, and a shear per image removes that nuisance
+    before pixel distances are compared. The centre of mass is also moved to the image centre.
+    """
+    from scipy.ndimage import map_coordinates
+
+    n = len(images)
+    mr, mc, alpha = pixel_moments(images)
+    # All images in one tall 2-D picture, each framed by a row and column of zeros, so that a single
+    # bilinear map_coordinates call does them all (3.5x faster than a 3-D call over a batch axis).
+    framed = np.zeros((n, SIDE + 2, SIDE + 2), np.float32)
+    framed[:, 1:-1, 1:-1] = images.reshape(n, SIDE, SIDE)
+    r, c = np.mgrid[:SIDE, :SIDE].astype(np.float32)
+    half = SIDE / 2
+    # Output pixel (r, c) samples the input at (r + mr - 14, c + mc - 14 + alpha * (r - 14)); clipping
+    # to the frame keeps every sample inside its own image, where the frame reads as blank paper.
+    rows = r[None] + (mr - half)[:, None, None]
+    cols = c[None] + (mc - half)[:, None, None] + alpha[:, None, None] * (r[None] - half)
+    rows = np.clip(rows, -1, SIDE) + 1 + (SIDE + 2) * np.arange(n, dtype=np.float32)[:, None, None]
+    cols = np.clip(cols, -1, SIDE) + 1
+    out = map_coordinates(framed.reshape(-1, SIDE + 2), [rows, cols], order=1, prefilter=False)
+    return out.reshape(n, N_PIXELS)
+
+
+def to_unit(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
+    """Flatten to [N, 784] and scale pixel values to [0, 1]."""
+    flat = np.asarray(images).reshape(len(images), -1)
+    return flat.astype(dtype) / np.asarray(255, dtype=dtype)
+
+
+# ---------------------------------------------------------------- engines
+
+
+def intelex_available() -> bool:
+    try:
+        import sklearnex  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def resolve_engine(engine: str) -> str:
+    """'auto' means scikit-learn-intelex when it is installed (it is x86-64 only), else plain scikit-learn."""
+    if engine == "auto":
+        return "sklearnex" if intelex_available() else "sklearn"
+    if engine == "sklearnex" and not intelex_available():
+        raise ProjectError("--engine sklearnex: scikit-learn-intelex is not installed; use --engine sklearn or auto")
+    return engine
+
+
+def estimator_class(module: str, name: str, engine: str):
+    """The class ``name`` from sklearnex.<module> (oneDAL kernels) or sklearn.<module>."""
+    import importlib
+
+    if engine == "sklearnex":
+        try:
+            return getattr(importlib.import_module(f"sklearnex.{module}"), name)
+        except (ImportError, AttributeError):
+            pass  # sklearnex has no accelerated version of this one (e.g. trees): use scikit-learn's
+    return getattr(importlib.import_module(f"sklearn.{module}"), name)
+
+
+# ---------------------------------------------------------------- the registry
+
+
+def make_knn(s: dict, seed: int, jobs: int, engine: str):
+    cls = estimator_class("neighbors", "KNeighborsClassifier", engine)
+    return cls(n_neighbors=s["k"], weights=s["weights"], n_jobs=jobs)
+
+
+def tree_args(s: dict, seed: int) -> dict:
+    """Settings shared by the decision tree and the random forest."""
+    return {"criterion": s["criterion"], "max_depth": s["max_depth"] or None, "min_samples_leaf": s["min_samples_leaf"],
+            "random_state": seed}  # fmt: skip
+
+
+def make_dt(s: dict, seed: int, jobs: int, engine: str):
+    return estimator_class("tree", "DecisionTreeClassifier", engine)(**tree_args(s, seed))
+
+
+def make_svm(s: dict, seed: int, jobs: int, engine: str):
+    cls = estimator_class("svm", "SVC", engine)
+    kwargs = {"n_jobs": jobs} if engine == "sklearnex" else {}  # libsvm itself is single-threaded
+    return cls(C=s["C"], gamma=s["gamma"], cache_size=s["cache_mb"], random_state=seed, **kwargs)
+
+
+def make_logreg(s: dict, seed: int, jobs: int, engine: str):
+    cls = estimator_class("linear_model", "LogisticRegression", engine)
+    return cls(C=s["C"], max_iter=s["max_iter"], random_state=seed)
+
+
+def make_rf(s: dict, seed: int, jobs: int, engine: str):
+    cls = estimator_class("ensemble", "RandomForestClassifier", engine)
+    return cls(n_estimators=s["n_estimators"], n_jobs=jobs, **tree_args(s, seed))
+
+
+@dataclass(frozen=True)
+class Algorithm:
+    help: str
+    make: object  # (settings, seed, jobs, engine) -> estimator
+    paper: dict  # paper-faithful settings (for models the published table lacks: library defaults)
+    fast: dict = field(default_factory=dict)  # the tuned default: its changes from ``paper``
+
+
+PREPROCESSING = {"deskew": False, "pca": 0, "dtype": "float64"}  # the published runs: plain pixels / 255.0
+FAST_COMMON = {"dtype": "float32"}  # half the memory traffic of float64, for the same accuracy
+
+# The fast settings were chosen on validation accuracy, never on the test set:
+#     ml_main.py --algo ALGO --val-size 10000 [flags]
+# fits on 50000 training images and scores the 10000 others (a seeded random hold-out; seed 0).
+# Validation accuracy (fit + predict seconds on 2 cores, scikit-learn-intelex) of the settings tried:
+#   knn  k=3 raw pixels (paper) 97.17% (5 s) | pca 30/40/50/60: 97.55/97.69/97.65/97.65%
+#        deskew: 98.38% (9 s) | deskew + pca 30/40/50/60/80/100: 98.35/98.46/98.53/98.62/98.57/98.51% (3 s)
+#        deskew + pca 60 with k=1: 98.41%, k=3 distance-weighted: 98.70% <- chosen, k=4/5/6 distance:
+#        98.60/98.47/98.46%, k=5 uniform: 98.37%
+#   svm  SVC() defaults (paper) 97.52% (27 s) | deskew 98.47% | deskew C=5/10/20: 98.75/98.77/98.70%
+#        deskew C=5 gamma=0.02/0.03/0.04/0.05: 98.77/98.88/98.92/98.93%, C=10 gamma=0.03: 98.85%
+#        -> C=5 gamma=0.04 chosen (31 s; gamma 0.05 is no better within noise and predicts slower)
+#   pca-svm  pca 50 C=5 (no deskew) 98.38% (10 s) | deskew + pca 30/40/50/60, C=5: 98.66/98.83/98.82/98.81%
+#        deskew + pca 40/50/60, C=5 gamma=0.03: 98.82/98.83/98.85%; pca 50 C=10: 98.78%
+#        -> deskew + pca 40, C=5, gamma=scale chosen (13 s; as good as more components, and faster)
+#   dt   gini depth 16 (paper) 87.29% | entropy 87.54% | unlimited depth 87.01% | deskew gini 90.36%
+#        deskew entropy depth 13/16/20/unlimited: 91.36/91.37/91.16/91.16% (22 s), min_samples_leaf=3: 91.37%
+#        deskew + pca 30/60 entropy: 90.16/89.85% -> deskew, entropy, depth 16 chosen
+#   rf   100 trees (defaults) 96.80% | deskew 97.48% (18 s) <- chosen | 300 trees 97.60% (43 s) | entropy 97.40%
+#   logreg  defaults (C=1, 100 iterations, not converged) 91.36% | 500 iterations 91.55% | deskew 95.23%
+#        deskew C=0.1/0.01 (converged): 95.26/94.75% -> deskew, C=0.1, 300 iterations chosen
+# The grids above ran with a first deskew that cut samples off sharply at the image edge; the final one
+# (below) fades them into a blank frame. Re-checked with it: knn 98.63% (pca 40/50/80: 98.53/98.62/98.60%,
+# k=1: 98.45%, k=3/5 uniform: 98.54/98.33%, k=4 distance: 98.61%), svm 98.93% (gamma 0.03/0.05:
+# 98.88/98.93%), pca-svm 98.83%, dt 91.74%, rf 97.60%, logreg 95.26%: the same choices stand.
+REGISTRY: dict[str, Algorithm] = {
+    "knn": Algorithm(
+        "k-nearest neighbours (published: k=3 on raw pixels)",
+        make_knn,
+        paper={"k": 3, "weights": "uniform"},
+        fast={"k": 3, "weights": "distance", "deskew": True, "pca": 60},
+    ),
+    "dt": Algorithm(
+        "decision tree classifier (published figure was a regressor's R^2)",
+        make_dt,
+        paper={"criterion": "gini", "max_depth": 16, "min_samples_leaf": 1},
+        fast={"criterion": "entropy", "deskew": True},
+    ),
+    "svm": Algorithm(
+        "support vector machine, RBF kernel, all pixels (published: SVC() defaults)",
+        make_svm,
+        paper={"C": 1.0, "gamma": "scale", "cache_mb": 200},
+        fast={"C": 5.0, "gamma": 0.04, "cache_mb": 1000, "deskew": True},
+    ),
+    "logreg": Algorithm(
+        "multinomial logistic regression (scikit-learn defaults in the paper preset)",
+        make_logreg,
+        paper={"C": 1.0, "max_iter": 100},
+        fast={"C": 0.1, "max_iter": 300, "deskew": True},
+    ),
+    "pca-svm": Algorithm(
+        "PCA compression, then an RBF SVM",
+        make_svm,
+        paper={"C": 1.0, "gamma": "scale", "cache_mb": 200, "pca": 50},
+        fast={"C": 5.0, "cache_mb": 1000, "deskew": True, "pca": 40},
+    ),
+    "rf": Algorithm(
+        "random forest, the strong tree baseline (scikit-learn defaults in the paper preset)",
+        make_rf,
+        paper={"n_estimators": 100, "max_depth": 0, "min_samples_leaf": 1, "criterion": "gini"},
+        fast={"deskew": True},
+    ),
+}
+PRESETS = ("fast", "paper")
+
+
+def settings(algo: str, preset: str, overrides: dict | None = None) -> dict:
+    """Every setting of ``algo`` under ``preset``, with the non-None ``overrides`` that apply to it."""
+    if algo not in REGISTRY:
+        raise ProjectError(f"unknown algorithm {algo!r}; choose one of {', '.join(REGISTRY)} or all")
+    if preset not in PRESETS:
+        raise ProjectError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    entry = REGISTRY[algo]
+    out = {**PREPROCESSING, **entry.paper}
+    if preset == "fast":
+        out.update(FAST_COMMON, **entry.fast)
+    for key, value in (overrides or {}).items():
+        if value is not None and key in out:
+            out[key] = value
+    if algo == "pca-svm" and not out["pca"]:
+        raise ProjectError("pca-svm needs --pca N with N >= 1 (use --algo svm for no PCA)")
+    return out
+
+
+# ---------------------------------------------------------------- validation
+
+# setting -> (whole number?, lower bound, bound allowed?); checked before any model is fitted.
+LIMITS = {
+    "k": (True, 1, True),
+    "max_depth": (True, 0, True),  # 0: grow until the leaves are pure
+    "min_samples_leaf": (True, 1, True),
+    "n_estimators": (True, 1, True),
+    "max_iter": (True, 1, True),
+    "pca": (True, 0, True),  # 0: off
+    "cache_mb": (False, 1, True),
+    "C": (False, 0, False),
+}
+CHOICES = {
+    "weights": ("uniform", "distance"),
+    "criterion": ("gini", "entropy", "log_loss"),
+    "dtype": ("float32", "float64"),
+}
+
+
+def flag(key: str) -> str:
+    return "--" + key.replace("_", "-")
+
+
+def check_number(key: str, value) -> None:
+    whole, low, inclusive = LIMITS[key]
+    is_number = isinstance(value, numbers.Real) and not isinstance(value, bool) and np.isfinite(value)
+    if not is_number or (whole and int(value) != value):
+        raise ProjectError(f"{flag(key)} must be a {'whole ' if whole else ''}number (got {value!r})")
+    if value < low or (value == low and not inclusive):
+        bound = f"at least {low}" if inclusive else f"greater than {low}"
+        raise ProjectError(f"{flag(key)} must be {bound} (got {value})")
+
+
+def parse_gamma(text: str):
+    """The RBF width from the command line: 'scale', 'auto' or a number (anything else fails validation)."""
+    try:
+        return float(text)
+    except ValueError:
+        return text
+
+
+def check_gamma(gamma) -> None:
+    if gamma in ("scale", "auto"):
+        return
+    try:
+        ok = float(gamma) > 0 and np.isfinite(float(gamma))
+    except (TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise ProjectError(f"--gamma must be scale, auto or a number greater than 0 (got {gamma!r})")
+
+
+def check_values(s: dict) -> None:
+    """Raise ProjectError naming the flag and the allowed values for the first invalid value in ``s``."""
+    for key, value in s.items():
+        if key in LIMITS:
+            check_number(key, value)
+        elif key in CHOICES and value not in CHOICES[key]:
+            raise ProjectError(f"{flag(key)} must be one of {', '.join(CHOICES[key])} (got {value!r})")
+    if s.get("gamma") is not None:
+        check_gamma(s["gamma"])
+
+
+def validate(s: dict, n_train: int | None = None) -> None:
+    """Check a model's settings (from ``settings``), and with ``n_train`` their fit to the training set."""
+    check_values(s)
+    if s["pca"] > N_PIXELS:
+        raise ProjectError(f"--pca {s['pca']} exceeds the {N_PIXELS} pixels; choose 0 (off) to {N_PIXELS}")
+    if n_train is not None:
+        if s["pca"] > n_train:
+            raise ProjectError(f"--pca {s['pca']} exceeds the {n_train} training images; use fewer components")
+        if s.get("k", 0) > n_train:
+            raise ProjectError(f"--k {s['k']} exceeds the {n_train} training images; choose a smaller k")
+
+
+# ---------------------------------------------------------------- building
+
+
+def build(algo: str, s: dict, seed: int = 0, jobs: int = 1, engine: str = "sklearn"):
+    """The Pipeline for ``algo`` with settings ``s`` (from ``settings``); ``engine`` is sklearn or sklearnex."""
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import FunctionTransformer
+
+    steps = []
+    if s["deskew"]:
+        steps.append(("deskew", FunctionTransformer(deskew)))
+    steps.append(("scale", FunctionTransformer(to_unit, kw_args={"dtype": s["dtype"]})))
+    if s["pca"]:
+        pca_cls = estimator_class("decomposition", "PCA", engine)
+        steps.append(("pca", pca_cls(n_components=s["pca"], random_state=seed)))
+    steps.append(("model", REGISTRY[algo].make(s, seed, jobs, engine)))
+    return Pipeline(steps)

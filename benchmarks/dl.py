@@ -1,0 +1,111 @@
+"""Networks suite: the CNN epoch at the published batch size, this repo's loop against the tutorial loop,
+the published settings' seconds per epoch, and the fast recipe's wall time, process start to exit.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from data_prep import REPO
+
+BATCH, STEPS_PER_EPOCH, TIMED = 30, 2000, 400  # the published epoch: 60000 images in batches of 30
+
+
+def tutorial_epoch(raw_dir: Path, channels_last: bool) -> float:
+    """Seconds per epoch of the common tutorial loop: torchvision's MNIST with per-sample ToTensor through a
+    DataLoader, plain SGD; TIMED batches after a warm-up, scaled to the epoch."""
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    from Network import CNN
+
+    class IDXFolder(datasets.MNIST):  # torchvision's MNIST reading the IDX files data_prep.py verified
+        @property
+        def raw_folder(self) -> str:
+            return str(raw_dir)
+
+    torch.manual_seed(0)
+    loader = DataLoader(IDXFolder(str(raw_dir), train=True, transform=transforms.ToTensor()), BATCH, shuffle=True)
+    model = CNN()
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    opt = torch.optim.SGD(model.parameters(), lr=0.01)
+    start = None
+    for i, (x, y) in enumerate(loader):
+        if i == 10:
+            start = time.perf_counter()
+        if i == 10 + TIMED:
+            break
+        opt.zero_grad()
+        F.cross_entropy(model(x), y).backward()
+        opt.step()
+    return (time.perf_counter() - start) * STEPS_PER_EPOCH / TIMED
+
+
+def dl_main(tmp: Path, args, *flags) -> tuple[dict, float]:
+    """Run dl_main.py in a fresh process; return its results record and the process wall time."""
+    out = ["--results-dir", tmp, "--plots-dir", tmp, "--checkpoint-dir", tmp, "--data-dir", args.data_dir]
+    cmd = [sys.executable, str(REPO / "dl_main.py"), *map(str, flags), *map(str, out)]
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
+    wall = time.perf_counter() - start
+    model = flags[flags.index("--model") + 1]
+    return json.loads((tmp / f"{model}.json").read_text()), wall
+
+
+def run(args) -> list[dict]:
+    from data_prep import load_split
+
+    load_split("train", data_dir=args.data_dir)  # makes sure the raw IDX files exist
+    raw = Path(args.data_dir) / "mnist" / "raw"
+    tutorial = tutorial_epoch(raw, channels_last=False)
+    tutorial_cl = tutorial_epoch(raw, channels_last=True)
+    scaled = f"{TIMED} batches of {BATCH} timed, scaled to the {STEPS_PER_EPOCH}-batch epoch"
+    rows = [
+        {"name": "cnn epoch, batch 30: tutorial loop (DataLoader + ToTensor)", "seconds": tutorial, "note": scaled},
+        {
+            "name": "cnn epoch, batch 30: tutorial loop, channels-last model",
+            "seconds": tutorial_cl,
+            "baseline": "cnn epoch, batch 30: tutorial loop (DataLoader + ToTensor)",
+            "note": "the layout alone",
+        },
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        ours, _ = dl_main(tmp, args, "--model", "cnn", "--epochs", 1, "--train-size", BATCH * TIMED,
+                          "--test-size", 1000, "--eval-every", 0)  # fmt: skip
+        rows.append(
+            {
+                "name": "cnn epoch, batch 30: dl_main.py loop (tensors, channels-last)",
+                "seconds": (ours["seconds_train"] - ours["seconds_eval_during_training"]) * STEPS_PER_EPOCH / TIMED,
+                "baseline": "cnn epoch, batch 30: tutorial loop (DataLoader + ToTensor)",
+                "note": scaled + "; same model, batch, optimizer; goal >= 3x",
+            }
+        )
+        for model in ("mlp", "cnn"):
+            rec, wall = dl_main(tmp, args, "--model", model, "--epochs", 1)
+            rows.append(
+                {
+                    "name": f"{model} paper settings: seconds per epoch",
+                    "accuracy": rec["test_accuracy"],
+                    "seconds": rec["seconds_per_epoch"],
+                    "note": f"1 of 20 epochs, incl. the 2 published test evaluations; process {wall:.1f} s",
+                }
+            )
+        rec, wall = dl_main(tmp, args, "--model", "cnn", "--recipe", "fast")
+        rows.append(
+            {
+                "name": "cnn fast recipe: process wall time",
+                "accuracy": rec["test_accuracy"],
+                "seconds": wall,
+                "note": f"goal >= 99.0% in <= 20 s, process start to exit; training {rec['seconds_train']:.1f} s",
+            }
+        )
+    return rows

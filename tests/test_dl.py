@@ -1,0 +1,219 @@
+"""Tests of the networks and their trainer on small slices of the real MNIST data."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import threading
+
+import numpy as np
+import pytest
+import torch
+
+import dl_main
+from data_prep import load_split
+from Network import build_model
+
+
+@pytest.fixture
+def run(full_mnist, tmp_path):
+    """Call dl_main.main on a small slice with every output under tmp_path; return (exit code, outputs)."""
+    data_dir = full_mnist[0]
+
+    def _run(*flags, train=300, test=200, folder="out"):
+        out = tmp_path / folder
+        argv = ["--data-dir", str(data_dir), "--train-size", str(train), "--test-size", str(test),
+                "--results-dir", str(out / "results"), "--plots-dir", str(out / "plots"),
+                "--checkpoint-dir", str(out / "ckpt"), *map(str, flags)]  # fmt: skip
+        return dl_main.main(argv), out
+
+    return _run
+
+
+def result(out, model="cnn"):
+    return json.loads((out / "results" / f"{model}.json").read_text())
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_output_shapes(name):
+    model = build_model(name, hidden_size=50, dropout=0.5).eval()
+    logits = model(torch.rand(5, 1, 28, 28))
+    assert logits.shape == (5, 10)
+    assert model.fc2.in_features == 50  # the hidden size is the one asked for
+
+
+def test_cnn_is_the_published_architecture():
+    model = build_model("cnn")
+    shapes = {name: tuple(p.shape) for name, p in model.named_parameters()}
+    assert shapes["conv1.weight"] == (32, 1, 3, 3) and shapes["conv2.weight"] == (64, 32, 2, 2)
+    assert shapes["fc1.weight"] == (196, 3136) and shapes["fc2.weight"] == (10, 196)
+    assert sum(p.numel() for p in model.parameters()) == 625_590
+
+
+@pytest.mark.parametrize("name,lr,epochs", [("mlp", 0.1, 3), ("cnn", 0.01, 1)])
+def test_short_training_beats_floor(run, name, lr, epochs):
+    code, out = run("--model", name, "--lr", lr, "--epochs", epochs, "--eval-every", 0, train=3000, test=500)
+    assert code == 0
+    assert result(out, name)["test_accuracy"] > 0.8  # chance is 0.10
+
+
+def test_log_cadence(run):
+    # 300 images in batches of 10: 30 steps an epoch, 60 in all.
+    code, out = run("--model", "mlp", "--epochs", 2, "--batch-size", 10, "--log-every", 7, "--eval-every", 25)
+    assert code == 0
+    history = result(out, "mlp")["history"]
+    assert [p["step"] for p in history["train"]] == [7, 14, 21, 28, 35, 42, 49, 56]
+    assert [p["step"] for p in history["test"]] == [25, 50, 60]  # every 25 steps, and the final model
+    assert history["test"][-1]["epoch"] == 2.0
+    assert history["val"] == []
+
+
+def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
+    code, out = run("--model", "cnn", "--epochs", 1, "--eval-every", 0)
+    assert code == 0
+    rec = result(out)
+    for key in ("model", "dataset", "test_accuracy", "n_train", "n_test", "seconds_train", "seconds_predict",
+                "config", "seed", "versions", "predictions", "per_class", "history", "checkpoint", "device"):  # fmt: skip
+        assert key in rec, key
+    assert (rec["n_train"], rec["n_test"], len(rec["predictions"])) == (300, 200, 200)
+    assert 0 <= rec["test_accuracy"] <= 1 and rec["config"]["batch_size"] == 30
+    assert set(rec["per_class"]) == {str(i) for i in range(10)}
+    assert (out / "plots" / "curves_cnn.png").stat().st_size > 0
+    assert (out / "plots" / "confusion_cnn.png").stat().st_size > 0
+    ckpt = torch.load(out / "ckpt" / "cnn.pt", weights_only=True)
+    assert {"model", "optimizer", "step", "epoch", "config", "rng"} <= set(ckpt) and ckpt["step"] == 10
+    assert not (out / "ckpt" / "cnn_best.pt").exists()  # only with a validation split
+
+    # The checkpoint is the final model: reloaded, it makes exactly the recorded predictions.
+    model, config = dl_main.load_model(out / "ckpt" / "cnn.pt")
+    assert not model.training and config["model"] == "cnn"
+    x, y = load_split("test", data_dir=full_mnist[0], size=200)
+    with torch.inference_mode():
+        pred = model(torch.from_numpy(x).float().div(255).unsqueeze(1)).argmax(1).numpy()
+    assert pred.tolist() == rec["predictions"]
+    assert rec["test_accuracy"] == pytest.approx(float(np.mean(pred == y)))
+
+
+def test_validation_split_keeps_a_best_checkpoint(run):
+    code, out = run("--model", "mlp", "--epochs", 2, "--val-size", 100, "--eval-every", 10)
+    assert code == 0
+    rec = result(out, "mlp")
+    assert rec["n_train"] == 300 and rec["n_val"] == 100
+    assert len(rec["history"]["val"]) == len(rec["history"]["test"]) == 2
+    assert (out / "ckpt" / "mlp_best.pt").exists()
+    best = max(rec["history"]["val"], key=lambda p: p["accuracy"])
+    assert rec["best_val"]["step"] == best["step"]
+
+
+def test_resume_equals_uninterrupted_run(run):
+    flags = ["--model", "cnn", "--epochs", 2, "--batch-size", 20, "--log-every", 4, "--eval-every", 10,
+             "--optimizer", "adam", "--lr", 0.003, "--schedule", "onecycle", "--augment", 1]  # fmt: skip
+    code, whole = run(*flags, folder="whole")
+    assert code == 0
+    code, parts = run(*flags, "--stop-after", 7, folder="parts")  # mid-epoch and mid-log-window
+    assert code == 0 and not (parts / "results" / "cnn.json").exists()
+    assert torch.load(parts / "ckpt" / "cnn.pt", weights_only=True)["step"] == 7
+    code, parts = run("--model", "cnn", "--resume", "--stop-after", 11, folder="parts")  # settings from the checkpoint
+    assert code == 0
+    code, parts = run("--model", "cnn", "--resume", folder="parts")
+    assert code == 0
+    a, b = result(whole), result(parts)
+    assert a["predictions"] == b["predictions"]
+    assert (a["test_accuracy"], a["test_loss"]) == (b["test_accuracy"], b["test_loss"])
+    assert a["history"] == b["history"]
+
+
+def test_same_seed_same_metrics_other_seed_differs(run):
+    records = []
+    for folder, seed in (("a", 1), ("b", 1), ("c", 2)):
+        code, out = run("--model", "mlp", "--epochs", 1, "--seed", seed, folder=folder)
+        assert code == 0
+        records.append(result(out, "mlp"))
+    assert records[0]["history"] == records[1]["history"]
+    assert records[0]["history"] != records[2]["history"]
+
+
+def test_seeds_are_merged(run):
+    code, out = run("--model", "mlp", "--epochs", 1, "--seed", 3, "--seeds", 2)
+    assert code == 0
+    rec = result(out, "mlp")
+    assert rec["seeds"] == [3, 4] and len(rec["runs"]) == 2 and rec["test_accuracy_std"] is not None
+    assert (out / "ckpt" / "mlp.pt").exists() and (out / "ckpt" / "mlp_seed4.pt").exists()
+
+
+def test_ctrl_c_saves_a_checkpoint_and_curves(run):
+    timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    try:
+        code, out = run("--model", "cnn", "--epochs", 500)  # minutes of work unless interrupted
+    finally:
+        timer.cancel()
+    assert code == 130
+    assert torch.load(out / "ckpt" / "cnn.pt", weights_only=True)["step"] > 0
+    assert (out / "plots" / "curves_cnn.png").exists()
+    assert not (out / "results" / "cnn.json").exists()
+
+
+@pytest.mark.parametrize(
+    "flags,message",
+    [
+        (["--batch-size", "0"], "--batch-size: must be > 0"),
+        (["--epochs", "-1"], "--epochs: must be > 0"),
+        (["--lr", "0"], "--lr: must be > 0"),
+        (["--lr", "nan"], "--lr: must be > 0"),
+        (["--dropout", "1"], "--dropout must be in [0, 1)"),
+        (["--model", "rnn"], "invalid choice"),
+    ],
+)
+def test_bad_settings_exit_2(run, capsys, flags, message):
+    with pytest.raises(SystemExit) as exc:
+        run(*flags)
+    assert exc.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def fails_cleanly(capsys, code_out, message, model="cnn"):
+    code, out = code_out
+    err = capsys.readouterr().err.strip()
+    assert code == 1
+    assert message in err and len(err.splitlines()) == 1, err
+    assert not (out / "results" / f"{model}.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_gpu(run, capsys):
+    fails_cleanly(capsys, run("--device", "cuda"), "no CUDA GPU is available")
+
+
+def test_nan_loss(run, capsys):
+    fails_cleanly(capsys, run("--model", "mlp", "--lr", 1e30, "--log-every", 1), "loss became nan", model="mlp")
+
+
+def test_sizes_too_large(run, capsys):
+    fails_cleanly(capsys, run("--val-size", 59_900), "exceed the 60000 training images")
+
+
+def test_resume_without_checkpoint(run, capsys):
+    fails_cleanly(capsys, run("--resume"), "no checkpoint at")
+
+
+def test_wrong_checkpoints(run, capsys, tmp_path):
+    code, out = run("--model", "mlp", "--epochs", 1)
+    assert code == 0
+    ckpt = out / "ckpt"
+    shutil.copy(ckpt / "mlp.pt", ckpt / "cnn.pt")
+    fails_cleanly(capsys, run("--model", "cnn", "--resume"), "holds a 'mlp' network, not 'cnn'")
+    (out / "results" / "mlp.json").unlink()
+    fails_cleanly(capsys, run("--model", "mlp", "--hidden-size", 64, "--resume"), "--hidden-size 64 differs", "mlp")
+
+    # A checkpoint whose weights do not fit the shape its config describes.
+    saved = torch.load(ckpt / "mlp.pt", weights_only=True)
+    saved["config"]["hidden_size"] = 64
+    torch.save(saved, ckpt / "bad_shape.pt")
+    (ckpt / "garbage.pt").write_bytes(b"not a checkpoint")
+    for name, message in [("bad_shape.pt", "does not fit a mlp"), ("garbage.pt", "not a readable checkpoint"),
+                          ("missing.pt", "no checkpoint at")]:  # fmt: skip
+        with pytest.raises(dl_main.ProjectError, match=message):
+            dl_main.load_model(ckpt / name)
