@@ -37,7 +37,9 @@ COLUMNS = ["model", "setting", "published", "this_repo", "std", "seeds", "n_trai
 
 
 def load_results(results_dir: Path) -> list[dict]:
-    paths = sorted(p for p in Path(results_dir).glob("*.json") if p.stem not in NOT_RESULTS)
+    # results/paper/ holds the classical models at the published settings (see experiment.py)
+    paths = [*sorted(Path(results_dir).glob("paper/*.json")), *sorted(Path(results_dir).glob("*.json"))]
+    paths = [p for p in paths if p.stem not in NOT_RESULTS]
     records = [read_json(p) for p in paths]
     records = [r for r in records if isinstance(r, dict) and "test_accuracy" in r and "model" in r]
     if not records:
@@ -45,12 +47,22 @@ def load_results(results_dir: Path) -> list[dict]:
             f"no model results in {results_dir}/; run ml_main.py and dl_main.py (or experiment.py) first"
         )
     rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(records, key=lambda r: (rank.get(r["model"], len(ORDER)), r["model"]))
+    return sorted(records, key=lambda r: (rank.get(r["model"], len(ORDER)), r["model"], setting(r) != "paper"))
 
 
 def setting(record: dict) -> str:
     config = record.get("config", {})
     return str(config.get("preset") or config.get("recipe") or "")
+
+
+def label(record: dict) -> str:
+    return f"{record['model']} ({setting(record)})" if setting(record) else record["model"]
+
+
+def note(record: dict) -> str:
+    if setting(record) == "fast" and record["model"] in ("knn", "dt", "svm"):
+        return "tuned on a validation split held out of the training data (see Classifier.py)"
+    return NOTES.get(record["model"], "")
 
 
 def table_rows(records: list[dict], dataset: str) -> list[dict]:
@@ -70,7 +82,7 @@ def table_rows(records: list[dict], dataset: str) -> list[dict]:
                 "n_test": r.get("n_test"),
                 "seconds_train": r.get("seconds_train", r.get("seconds_fit")),
                 "seconds_predict": r.get("seconds_predict"),
-                "notes": NOTES.get(model, "") if on_mnist else "",
+                "notes": note(r) if on_mnist else "",
             }
         )
     return rows
@@ -126,7 +138,7 @@ def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    names = [r["model"] for r in rows]
+    names = [f"{r['model']} ({r['setting']})" if r["setting"] else r["model"] for r in rows]
     ours = np.array([100 * r["this_repo"] for r in rows])
     published = np.array([np.nan if r["published"] is None else 100 * r["published"] for r in rows])
     ypos = np.arange(len(rows))
@@ -142,9 +154,9 @@ def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
     ax.set_xlim(max(0.0, low - 5), 101.5)
     ax.set_yticks(ypos, names)
     ax.invert_yaxis()
-    ax.set_xlabel("test accuracy (%)")
+    ax.set_xlabel("test accuracy (%)", labelpad=2)
     ax.set_title(f"{dataset}: published vs this repo")
-    ax.legend(loc="lower left")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2, frameon=False)
     savefig(fig, path)
 
 
@@ -165,7 +177,7 @@ def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, 
     for ax, i in zip(axes.flat, wrong[:limit], strict=False):
         ax.imshow(x[i], cmap="gray_r")
         ax.set_title(f"{classes[y[i]]}→{classes[pred[i]]}", fontsize=8, color="#b22222")
-    fig.suptitle(f"{record['model']}: {len(wrong)} of {len(y)} test images wrong (true→predicted), first {limit}")
+    fig.suptitle(f"{label(record)}: {len(wrong)} of {len(y)} test images wrong (true→predicted), first {limit}")
     savefig(fig, path)
     return len(wrong)
 
@@ -187,7 +199,7 @@ def plot_confusions(records: list[dict], data_dir: Path, classes: list, path: Pa
         ConfusionMatrixDisplay.from_predictions(y, r["predictions"], labels=list(range(len(classes))), ax=ax,
                                                 colorbar=False, text_kw={"fontsize": 6})  # fmt: skip
         ax.axis("on")
-        ax.set_title(f"{r['model']} ({100 * r['test_accuracy']:.2f}%)")
+        ax.set_title(f"{label(r)}: {100 * r['test_accuracy']:.2f}%")
     savefig(fig, path)
 
 
