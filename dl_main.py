@@ -511,6 +511,10 @@ def plot_curves(history: dict, path: Path, title: str) -> None:
         ax.grid(alpha=0.3)
         ax.legend()
     axes[0].set_yscale("log")
+    # Zoom on where the evaluated accuracy lies; the first train points, far lower, run in from below.
+    evaluated = [100 * p["accuracy"] for split in ("test", "val") for p in history.get(split) or []]
+    if evaluated:
+        axes[1].set_ylim(max(0.0, min(evaluated) - 3), 100.2)
     fig.suptitle(title)
     savefig(fig, path)
 

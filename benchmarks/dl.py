@@ -16,9 +16,9 @@ from data_prep import REPO
 BATCH, STEPS_PER_EPOCH, TIMED = 30, 2000, 400  # the published epoch: 60000 images in batches of 30
 
 
-def tutorial_epoch(raw_dir: Path, channels_last: bool) -> float:
+def tutorial_epoch(raw_dir: Path, channels_last: bool = False, train: bool = True) -> float:
     """Seconds per epoch of the common tutorial loop: torchvision's MNIST with per-sample ToTensor through a
-    DataLoader, plain SGD; TIMED batches after a warm-up, scaled to the epoch."""
+    DataLoader, plain SGD; TIMED batches after a warm-up, scaled to the epoch. train=False: the data alone."""
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
@@ -33,9 +33,7 @@ def tutorial_epoch(raw_dir: Path, channels_last: bool) -> float:
 
     torch.manual_seed(0)
     loader = DataLoader(IDXFolder(str(raw_dir), train=True, transform=transforms.ToTensor()), BATCH, shuffle=True)
-    model = CNN()
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    model = CNN().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     start = None
     for i, (x, y) in enumerate(loader):
@@ -43,9 +41,10 @@ def tutorial_epoch(raw_dir: Path, channels_last: bool) -> float:
             start = time.perf_counter()
         if i == 10 + TIMED:
             break
-        opt.zero_grad()
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
+        if train:
+            opt.zero_grad()
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
     return (time.perf_counter() - start) * STEPS_PER_EPOCH / TIMED
 
 
@@ -65,30 +64,27 @@ def run(args) -> list[dict]:
 
     load_split("train", data_dir=args.data_dir)  # makes sure the raw IDX files exist
     raw = Path(args.data_dir) / "mnist" / "raw"
-    tutorial = tutorial_epoch(raw, channels_last=False)
-    tutorial_cl = tutorial_epoch(raw, channels_last=True)
+    tutorial = "cnn epoch, batch 30: tutorial loop (DataLoader + ToTensor)"
     scaled = f"{TIMED} batches of {BATCH} timed, scaled to the {STEPS_PER_EPOCH}-batch epoch"
     rows = [
-        {"name": "cnn epoch, batch 30: tutorial loop (DataLoader + ToTensor)", "seconds": tutorial, "note": scaled},
-        {
-            "name": "cnn epoch, batch 30: tutorial loop, channels-last model",
-            "seconds": tutorial_cl,
-            "baseline": "cnn epoch, batch 30: tutorial loop (DataLoader + ToTensor)",
-            "note": "the layout alone",
-        },
+        {"name": tutorial, "seconds": tutorial_epoch(raw), "note": scaled + "; fp32, default layout"},
+        {"name": "tutorial loop: its data pipeline alone", "seconds": tutorial_epoch(raw, train=False)},
+        {"name": "tutorial loop, channels-last model", "seconds": tutorial_epoch(raw, True), "baseline": tutorial},
     ]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        ours, _ = dl_main(tmp, args, "--model", "cnn", "--epochs", 1, "--train-size", BATCH * TIMED,
-                          "--test-size", 1000, "--eval-every", 0)  # fmt: skip
-        rows.append(
-            {
-                "name": "cnn epoch, batch 30: dl_main.py loop (tensors, channels-last)",
-                "seconds": (ours["seconds_train"] - ours["seconds_eval_during_training"]) * STEPS_PER_EPOCH / TIMED,
-                "baseline": "cnn epoch, batch 30: tutorial loop (DataLoader + ToTensor)",
-                "note": scaled + "; same model, batch, optimizer; goal >= 3x",
-            }
-        )
+        for amp in ("--no-amp", "--amp"):
+            rec, _ = dl_main(tmp, args, "--model", "cnn", "--epochs", 1, "--train-size", BATCH * TIMED,
+                             "--test-size", 1000, "--eval-every", 0, amp)  # fmt: skip
+            precision = "fp32" if amp == "--no-amp" else "bfloat16 autocast"
+            rows.append(
+                {
+                    "name": f"cnn epoch, batch 30: dl_main.py loop ({precision})",
+                    "seconds": (rec["seconds_train"] - rec["seconds_eval_during_training"]) * STEPS_PER_EPOCH / TIMED,
+                    "baseline": tutorial,
+                    "note": scaled + "; same model, batch, optimizer; goal >= 3x",
+                }
+            )
         for model in ("mlp", "cnn"):
             rec, wall = dl_main(tmp, args, "--model", model, "--epochs", 1)
             rows.append(

@@ -11,10 +11,15 @@ import threading
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 import dl_main
 from data_prep import load_split
 from Network import build_model
+
+# The classical models' record schema, plus what the networks add.
+RECORD_KEYS = """model dataset test_accuracy n_train n_test seconds_train seconds_predict config seed versions
+                 predictions per_class history checkpoint device test_loss""".split()
 
 
 @pytest.fixture
@@ -74,9 +79,7 @@ def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     code, out = run("--model", "cnn", "--epochs", 1, "--eval-every", 0)
     assert code == 0
     rec = result(out)
-    for key in ("model", "dataset", "test_accuracy", "n_train", "n_test", "seconds_train", "seconds_predict",
-                "config", "seed", "versions", "predictions", "per_class", "history", "checkpoint", "device"):  # fmt: skip
-        assert key in rec, key
+    assert set(RECORD_KEYS) <= set(rec), set(RECORD_KEYS) - set(rec)
     assert (rec["n_train"], rec["n_test"], len(rec["predictions"])) == (300, 200, 200)
     assert 0 <= rec["test_accuracy"] <= 1 and rec["config"]["batch_size"] == 30
     assert set(rec["per_class"]) == {str(i) for i in range(10)}
@@ -91,9 +94,12 @@ def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     assert not model.training and config["model"] == "cnn"
     x, y = load_split("test", data_dir=full_mnist[0], size=200)
     with torch.inference_mode():
-        pred = model(torch.from_numpy(x).float().div(255).unsqueeze(1)).argmax(1).numpy()
+        logits = model(torch.from_numpy(x).float().div(255).unsqueeze(1))
+    pred = logits.argmax(1).numpy()
     assert pred.tolist() == rec["predictions"]
     assert rec["test_accuracy"] == pytest.approx(float(np.mean(pred == y)))
+    # The true mean loss over the test images (the original divided a sum of batch means by 10000).
+    assert rec["test_loss"] == pytest.approx(F.cross_entropy(logits, torch.from_numpy(y)).item(), rel=1e-4)
 
 
 def test_validation_split_keeps_a_best_checkpoint(run):
