@@ -2,7 +2,7 @@
 
     python dl_main.py --model cnn                  # published settings: 20 epochs, batch 30, SGD lr 0.01
     python dl_main.py --model mlp --recipe best    # a stronger recipe (schedule, Adam, more hidden units)
-    python dl_main.py --model cnn --recipe fast    # >= 99.0% in well under 20 s on 2 CPU cores
+    python dl_main.py --model cnn --recipe fast    # >= 99.0% in under 20 s, process start to exit, on 2 cores
     python dl_main.py --model cnn --resume         # continue an interrupted run from checkpoints/cnn.pt
 
 Writes results/<model>.json (accuracy, predictions, per-class scores, the full train/test history),
@@ -93,7 +93,13 @@ def build_parser(with_defaults: bool = True) -> argparse.ArgumentParser:
         p.add_argument(*flags, **kwargs, **({"default": default} if with_defaults else {}))
 
     add("--model", choices=["mlp", "cnn"], default="cnn", help="network to train (default: cnn)")
-    add("--recipe", choices=list(RECIPES), default="paper", help="paper (published settings), fast, best")
+    add(
+        "--recipe",
+        choices=list(RECIPES),
+        default="paper",
+        help="paper: the published settings (default); "
+        "fast: Adam, one-cycle, batch 128, bfloat16, 2 epochs (cnn); best: fast plus augmentation, 50 epochs (cnn)",
+    )
     add("--epochs", type=positive(int), default=PAPER["epochs"], help="passes over the training set (paper: 20)")
     add("--batch-size", type=positive(int), default=PAPER["batch_size"], help="images per step (paper: 30)")
     add("--lr", type=positive(float), default=PAPER["lr"], help="learning rate, peak one for onecycle (paper: 0.01)")
@@ -105,7 +111,12 @@ def build_parser(with_defaults: bool = True) -> argparse.ArgumentParser:
     add("--dropout", type=float, default=PAPER["dropout"], help="dropout probability (paper: 0.5)")
     add("--label-smoothing", type=float, default=PAPER["label_smoothing"], help="(paper: 0)")
     add("--augment", type=float, default=PAPER["augment"], help="random shift/rotate/scale strength, 0 = off")
-    add("--amp", action=argparse.BooleanOptionalAction, default=PAPER["amp"], help="bfloat16 autocast in training")
+    add(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        default=PAPER["amp"],
+        help="bfloat16 autocast in training (paper: off)",
+    )
     add("--seed", type=int, default=0, help="random seed (default: 0)")
     add("--seeds", type=positive(int), default=1, help="run seeds seed..seed+N-1 and report mean and std")
     add("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: cuda, then mps, then cpu")
@@ -253,7 +264,7 @@ def build(config: dict, device, total_steps: int):
 
     model = build_model(config["model"], config["hidden_size"], config["dropout"], len(config["classes"]))
     if has_conv(model) and device.type != "mps":
-        model = model.to(memory_format=torch.channels_last)  # measured 1.7x faster steps on the CPU
+        model = model.to(memory_format=torch.channels_last)  # measured 1.4x faster steps on the CPU
     model = model.to(device)
     params, lr, wd = model.parameters(), config["lr"], config["weight_decay"]
     fused = device.type in ("cpu", "cuda")  # one kernel for all parameters: Adam's step measured 4x faster
@@ -362,7 +373,7 @@ def evaluate(model, x, y) -> tuple[float, float, object]:
             preds.append(logits.argmax(1))
     model.train(was_training)
     pred = torch.cat(preds)
-    return loss.item() / len(y), (pred == y).float().mean().item(), pred
+    return loss.item() / len(y), (pred == y).sum().item() / len(y), pred
 
 
 def steps_per_epoch(n: int, batch_size: int) -> int:
@@ -624,7 +635,8 @@ def write_outputs(record: dict, data: dict, config: dict) -> None:
     classes, pred = data["classes"], np.asarray(record["predictions"])
     record["per_class"] = per_class(data["y_test_np"], pred, classes)
     record["versions"] = versions("torch", "torchvision", "numpy", "scikit-learn")
-    target = config["target"] if config["dataset"] == "mnist" else None
+    full_mnist = config["dataset"] == "mnist" and not config["train_size"] and not config["test_size"]
+    target = config["target"] if full_mnist else None  # the goals hold for the full split only
     record["target"], record["target_met"] = target, None if target is None else record["test_accuracy"] >= target
     title = f"{record['model']} ({config['recipe']}): {100 * record['test_accuracy']:.2f}% on {record['n_test']} images"
     plot_confusion(data["y_test_np"], pred, classes, Path(config["plots_dir"]) / f"confusion_{record['model']}.png",
@@ -672,8 +684,8 @@ def run_all(config: dict, explicit: set, stop) -> int:
     if config["resume"]:  # the data and every training setting come from the checkpoint
         path = checkpoint_path(config, 0)
         config = saved_config(config, explicit, read_checkpoint(path), path)
-    print_config(config)
     device = resolve_device(config["device"])
+    print_config(config)
     setup_torch(config, device)
     data = load_data(config, device)
     config["classes"] = data["classes"]
