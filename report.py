@@ -200,6 +200,7 @@ def plot_confusions(records: list[dict], data_dir: Path, classes: list, path: Pa
                                                 colorbar=False, text_kw={"fontsize": 6})  # fmt: skip
         ax.axis("on")
         ax.set_title(f"{label(r)}: {100 * r['test_accuracy']:.2f}%")
+    fig.tight_layout()
     savefig(fig, path)
 
 
