@@ -138,3 +138,11 @@ def test_predict_cli_missing_model(tmp_path, capsys):
     Image.new("L", (30, 30), 255).save(img)
     assert predict.main([str(img), "--model", str(tmp_path / "none.pt")]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
+
+
+def test_table_shows_mean_and_std_over_seeds(fashion_run):
+    _, dirs = fashion_run
+    record = read_json(dirs["results"] / "knn.json")
+    merged = {**record, "test_accuracy": 0.9612, "test_accuracy_std": 0.0021, "seeds": [0, 1, 2]}
+    line = next(r for r in report.markdown(report.table_rows([merged], "mnist")).splitlines() if "| knn |" in r)
+    assert "96.12% ± 0.21 (3 seeds)" in line
