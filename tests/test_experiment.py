@@ -68,9 +68,9 @@ def test_report_on_mnist_names_published_figures(fashion_run, tmp_path):
     _, dirs = fashion_run
     records = report.load_results(dirs["results"])
     rows = report.table_rows(records, "mnist")
-    by_model = {r["model"]: r for r in rows}
-    assert by_model["knn"]["published"] == 0.9750 and by_model["cnn"]["published"] == 0.9886
-    assert "R²" in by_model["dt"]["notes"]
+    by_model = {(r["model"], r["setting"]): r for r in rows}
+    assert by_model["knn", "paper"]["published"] == 0.9750 and by_model["cnn", "fast"]["published"] == 0.9886
+    assert "R²" in by_model["dt", "paper"]["notes"] and "validation split" in by_model["dt", "fast"]["notes"]
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
     report.update_readme(readme, report.markdown(rows))
