@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import BUNDLED
-from utils import ProjectError, atomic_path, print_config, run_cli, summarize_seeds, versions
+from utils import ProjectError, atomic_path, per_class_scores, print_config, run_cli, summarize_seeds, versions
 
 # The published settings; recipes override some of them, explicit flags override the recipe.
 PAPER = {
@@ -530,15 +530,6 @@ def plot_curves(history: dict, path: Path, title: str) -> None:
     savefig(fig, path)
 
 
-def per_class(y_true, y_pred, classes: list) -> dict:
-    from sklearn.metrics import classification_report
-
-    report = classification_report(
-        y_true, y_pred, labels=list(range(len(classes))), target_names=classes, output_dict=True, zero_division=0
-    )
-    return {name: report[name] for name in classes}
-
-
 def checkpoint_path(config: dict, index: int, best: bool = False) -> Path:
     """<model>.pt for the first seed, <model>_seed<S>.pt for the others; _best for the validation pick."""
     name = config["model"] + (f"_seed{config['seed']}" if index else "") + ("_best" if best else "")
@@ -633,7 +624,7 @@ def write_outputs(record: dict, data: dict, config: dict) -> None:
     from utils import plot_confusion, write_json
 
     classes, pred = data["classes"], np.asarray(record["predictions"])
-    record["per_class"] = per_class(data["y_test_np"], pred, classes)
+    record["per_class"] = per_class_scores(data["y_test_np"], pred, classes)
     record["versions"] = versions("torch", "torchvision", "numpy", "scikit-learn")
     full_mnist = config["dataset"] == "mnist" and not config["train_size"] and not config["test_size"]
     target = config["target"] if full_mnist else None  # the goals hold for the full split only

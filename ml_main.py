@@ -27,6 +27,7 @@ from Classifier import PRESETS, REGISTRY
 from utils import (
     ProjectError,
     atomic_path,
+    per_class_scores,
     plot_confusion,
     print_config,
     run_cli,
@@ -186,13 +187,7 @@ def write_outputs(rec: dict, y_eval: np.ndarray, args) -> None:
     labels = list(range(len(classes)))
     pred = np.asarray(rec["predictions"])
     kwargs = {"labels": labels, "target_names": classes, "digits": 4, "zero_division": 0}
-    report = classification_report(y_eval, pred, output_dict=True, **kwargs)
-    rec["per_class"] = {
-        name: {"precision": row["precision"], "recall": row["recall"], "f1": row["f1-score"],
-               "support": int(row["support"])}
-        for name, row in report.items()
-        if name in classes
-    }  # fmt: skip
+    rec["per_class"] = per_class_scores(y_eval, pred, classes)
     text = classification_report(y_eval, pred, **kwargs)
     with atomic_path(args.results_dir / f"{model}_report.txt") as tmp:
         tmp.write_text(f"{model} on {args.dataset} ({rec['n_train']} train, {rec['n_test']} test)\n\n{text}")

@@ -121,6 +121,25 @@ def plot_confusion(y_true, y_pred, classes, path, title: str) -> None:
     savefig(fig, path)
 
 
+def per_class_scores(y_true, y_pred, classes) -> dict:
+    """Precision, recall, F1 and support per class name: the ``per_class`` field of every results file."""
+    from sklearn.metrics import classification_report
+
+    report = classification_report(
+        y_true, y_pred, labels=list(range(len(classes))), target_names=classes, output_dict=True, zero_division=0
+    )
+    return {
+        name: {
+            "precision": row["precision"],
+            "recall": row["recall"],
+            "f1": row["f1-score"],
+            "support": int(row["support"]),
+        }
+        for name, row in report.items()
+        if name in classes
+    }
+
+
 def summarize_seeds(records: list[dict]) -> dict:
     """Merge the records of one model run with several seeds into one record.
 
