@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from utils import ProjectError, atomic_path, read_json, run_cli, savefig, write_json
+from utils import ProjectError, atomic_path, pyplot, read_json, run_cli, savefig, write_json
 
 REPO = Path(__file__).resolve().parent
 BUNDLED = REPO / "data"  # the four original MNIST archives, committed unchanged
@@ -234,10 +234,7 @@ def read_json_split(path: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def draw_samples(x: np.ndarray, y: np.ndarray, classes: list, path: Path, rows: int = 4, cols: int = 10) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3))
     for ax, img, label in zip(axes.flat, x, y, strict=False):  # more images than panels

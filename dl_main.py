@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import BUNDLED
-from utils import ProjectError, atomic_path, per_class_scores, print_config, run_cli, summarize_seeds, versions
+from utils import ProjectError, atomic_path, per_class_scores, print_config, pyplot, run_cli, summarize_seeds, versions
 
 # The published settings; recipes override some of them, explicit flags override the recipe.
 PAPER = {
@@ -501,10 +501,7 @@ def log_test(model, data: dict, state: dict, epoch: float, total: int, bar, save
 # ---------------------------------------------------------------- outputs
 def plot_curves(history: dict, path: Path, title: str) -> None:
     """Loss and accuracy against the step: train points as a line, test (and validation) points as markers."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     from utils import savefig
 

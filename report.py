@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import BUNDLED, class_names, load_split
-from utils import ProjectError, atomic_path, read_json, run_cli, savefig
+from utils import ProjectError, atomic_path, pyplot, read_json, run_cli, savefig
 
 # The published experiment's test accuracies, and what a reader needs to know to compare them.
 PUBLISHED = {"knn": 0.9750, "dt": 0.7596, "svm": 0.9792, "mlp": 0.9386, "cnn": 0.9886}
@@ -133,10 +133,7 @@ def test_labels(record: dict, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     names = [f"{r['model']} ({r['setting']})" if r["setting"] else r["model"] for r in rows]
     ours = np.array([100 * r["this_repo"] for r in rows])
@@ -161,10 +158,7 @@ def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
 
 
 def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, limit: int = 40) -> int:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
 
     x, y = test_labels(record, data_dir)
     pred = np.asarray(record["predictions"])
@@ -183,10 +177,7 @@ def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, 
 
 
 def plot_confusions(records: list[dict], data_dir: Path, classes: list, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from sklearn.metrics import ConfusionMatrixDisplay
 
     cols = min(4, len(records))

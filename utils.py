@@ -69,6 +69,16 @@ def read_json(path):
         raise ProjectError(f"{path} is unreadable or not valid JSON ({exc}); delete it and rerun") from None
 
 
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend: figures are saved, never shown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def savefig(fig, path) -> None:
     """Save a matplotlib figure atomically and close it."""
     import matplotlib.pyplot as plt
@@ -105,10 +115,7 @@ def print_config(config: dict) -> None:
 
 def plot_confusion(y_true, y_pred, classes, path, title: str) -> None:
     """Confusion-matrix PNG, as in scikit-learn's examples."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = pyplot()
     from sklearn.metrics import ConfusionMatrixDisplay
 
     fig, ax = plt.subplots(figsize=(7, 6))
