@@ -93,7 +93,7 @@ def parse_args(argv=None):
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
-    from dl_main import load_model  # torch is imported only once the arguments are known to be fine
+    from checkpoint import load_model  # torch is imported only once the arguments are known to be fine
 
     model, config = load_model(args.model, args.device)
     classes = config.get("classes") or [str(i) for i in range(10)]

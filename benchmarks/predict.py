@@ -40,7 +40,7 @@ def write_photos(x: np.ndarray, folder: Path, seed: int = 0) -> list[Path]:
 
 def run(args, n: int = 200) -> list[dict]:
     import predict
-    from dl_main import load_model
+    from checkpoint import load_model
 
     x, y = load_split("test", data_dir=args.data_dir, size=n, random=True, seed=0)
     rows = []

@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 import dl_main
+from checkpoint import load_model
 from data_prep import load_split
 from Network import build_model
 
@@ -90,7 +91,7 @@ def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     assert not (out / "ckpt" / "cnn_best.pt").exists()  # only with a validation split
 
     # The checkpoint is the final model: reloaded, it makes exactly the recorded predictions.
-    model, config = dl_main.load_model(out / "ckpt" / "cnn.pt")
+    model, config = load_model(out / "ckpt" / "cnn.pt")
     assert not model.training and config["model"] == "cnn"
     x, y = load_split("test", data_dir=full_mnist[0], size=200)
     with torch.inference_mode():
@@ -222,4 +223,4 @@ def test_wrong_checkpoints(run, capsys, tmp_path):
     for name, message in [("bad_shape.pt", "does not fit a mlp"), ("garbage.pt", "not a readable checkpoint"),
                           ("missing.pt", "no checkpoint at")]:  # fmt: skip
         with pytest.raises(dl_main.ProjectError, match=message):
-            dl_main.load_model(ckpt / name)
+            load_model(ckpt / name)
