@@ -40,11 +40,11 @@ def format_table(rows: list[dict]) -> str:
 
 
 def add_speedups(rows: list[dict]) -> None:
-    """Fill ``speedup`` = baseline seconds / row seconds, for rows that name a baseline row."""
+    """Fill ``speedup`` = baseline seconds / row seconds, for rows that name a baseline row and set none."""
     by_name = {r["name"]: r for r in rows}
     for r in rows:
         base = by_name.get(r.get("baseline"))
-        if base and r.get("seconds"):
+        if base and r.get("seconds") and "speedup" not in r:
             r["speedup"] = base["seconds"] / r["seconds"]
 
 
