@@ -50,12 +50,49 @@ def keep_freed_memory() -> None:
         pass
 
 
+def usable_cores() -> int:
+    """Cores this process may run on (a container's or taskset's limit on Linux; every core elsewhere)."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
+
+
+def native_bf16(device) -> bool:
+    """Whether the device computes bfloat16 in hardware, so that autocast to it is a speed-up.
+
+    Measured on this project's CPU with oneDNN limited to AVX2, a CNN step in bfloat16 was 8x slower than
+    in float32 (emulated), and 1.2x slower with AVX-512 but no BF16 instructions; with AVX512-BF16, 1.7x faster.
+    """
+    import platform
+
+    import torch
+
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported(including_emulation=False)
+    if device.type != "cpu":
+        return False
+    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
+        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
+    return torch.ops.mkldnn._is_mkldnn_bf16_supported()  # Arm: oneDNN's own test for BF16 instructions
+
+
+def resolve_amp(requested, device) -> bool:
+    """--amp / --no-amp as given; "auto" (the fast and best recipes): bfloat16 only where it is native."""
+    if requested == "auto":
+        native = native_bf16(device)
+        if not native:
+            print(f"amp: {device.type} has no native bfloat16 here, so training runs in float32 (--amp forces it)")
+        return native
+    if requested and not native_bf16(device):
+        print(f"amp: {device.type} has no native bfloat16 here; --amp will likely be slower than float32")
+    return bool(requested)
+
+
 def setup_torch(config: dict, device) -> None:
     import torch
 
     if device.type == "cpu":
         keep_freed_memory()
-    torch.set_num_threads(config["threads"] or len(os.sched_getaffinity(0)))
+    torch.set_num_threads(config["threads"] or usable_cores())
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
         torch.backends.cudnn.benchmark = False

@@ -224,3 +224,24 @@ def test_wrong_checkpoints(run, capsys, tmp_path):
                           ("missing.pt", "no checkpoint at")]:  # fmt: skip
         with pytest.raises(dl_main.ProjectError, match=message):
             load_model(ckpt / name)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_fast_recipe_uses_bfloat16_only_where_native(run, monkeypatch, capsys, native):
+    # Emulated bfloat16 made a CNN step 8x slower than float32 on an AVX2-only CPU: "auto" must fall back.
+    import trainer
+
+    monkeypatch.setattr(trainer, "native_bf16", lambda device: native)
+    code, out = run("--model", "mlp", "--recipe", "fast", "--epochs", 1)
+    assert code == 0
+    assert result(out, "mlp")["config"]["amp"] is native
+    assert ("training runs in float32" in capsys.readouterr().out) is not native
+
+
+def test_explicit_amp_is_kept_with_a_warning(monkeypatch, capsys):
+    import trainer
+
+    monkeypatch.setattr(trainer, "native_bf16", lambda device: False)
+    cpu = torch.device("cpu")
+    assert trainer.resolve_amp(True, cpu) is True and "slower than float32" in capsys.readouterr().out
+    assert trainer.resolve_amp(False, cpu) is False and capsys.readouterr().out == ""
