@@ -40,7 +40,10 @@ def keep_freed_memory() -> None:
     do the same job without a new dependency. A no-op where the C library is not glibc.
     """
     import ctypes
+    import platform
 
+    if platform.libc_ver()[0] != "glibc":  # macOS, Windows, musl: their allocators differ; nothing to set
+        return
     try:
         libc = ctypes.CDLL(None)
         m_trim_threshold, m_mmap_threshold = -1, -3
