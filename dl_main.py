@@ -178,7 +178,8 @@ def plot_curves(history: dict, path: Path, title: str) -> None:
         ax.set_xlabel("step (batches)")
         ax.set_ylabel(name)
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.lines:  # a run stopped before its first log point has none
+            ax.legend()
     axes[0].set_yscale("log")
     # Zoom on where the evaluated accuracy lies; the first train points, far lower, run in from below.
     evaluated = [100 * p["accuracy"] for split in ("test", "val") for p in history.get(split) or []]
@@ -205,7 +206,9 @@ def saved_config(config: dict, explicit: set, ckpt: dict, path: Path) -> dict:
                 f"--{key.replace('_', '-')} {config[key]} differs from the checkpoint's {saved.get(key)}; "
                 "drop the flag to continue that run, or start afresh without --resume"
             )
-    return {**saved, **{k: config[k] for k in RUNTIME | {"seeds"}}}
+    # --seeds given again may extend the run; left out, it is the checkpoint's, so no seed is dropped.
+    seeds = config["seeds"] if "seeds" in explicit else saved.get("seeds", 1)
+    return {**saved, **{k: config[k] for k in RUNTIME}, "seeds": seeds}
 
 
 def run_seed(config: dict, index: int, explicit: set, data: dict, device, stop) -> dict | None:

@@ -224,7 +224,7 @@ def train_step(model, opt, sched, xb, yb, config: dict):
     if sched:
         sched.step()
     correct = (logits.argmax(1) == yb).sum()
-    return torch.stack([loss.detach() * len(yb), correct, correct.new_tensor(len(yb))]).double()
+    return torch.stack([loss.detach() * len(yb), correct, correct.new_tensor(len(yb))])  # float32
 
 
 def train(model, opt, sched, data: dict, config: dict, state: dict, save, stop) -> tuple[bool, tuple | None]:
@@ -244,7 +244,10 @@ def train(model, opt, sched, data: dict, config: dict, state: dict, save, stop) 
     spe = steps_per_epoch(len(y), bs)
     total = config["epochs"] * spe
     log_every, eval_every = config["log_every"], config["eval_every"] or total
-    window = torch.tensor(state["window"], dtype=torch.float64, device=device)  # loss sum, correct, images
+    # Loss sum, correct, images. MPS has no float64; float32 counts stay exact up to 2**24 images per window.
+    window = torch.tensor(
+        state["window"], dtype=torch.float32 if device.type == "mps" else torch.float64, device=device
+    )
     bar = tqdm(total=total, initial=state["step"], unit="step", disable=None, mininterval=1, leave=False)
     start, final = time.perf_counter() - state["seconds_train"], None
     while state["step"] < total:

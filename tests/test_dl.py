@@ -150,6 +150,19 @@ def test_seeds_are_merged(run):
     assert (out / "ckpt" / "mlp.pt").exists() and (out / "ckpt" / "mlp_seed4.pt").exists()
 
 
+def test_resume_keeps_every_seed(run):
+    flags = ("--model", "mlp", "--epochs", 1, "--seed", 3, "--seeds", 2)
+    code, whole = run(*flags)
+    assert code == 0
+    code, parts = run(*flags, "--stop-after", 15, folder="parts")  # 10 steps a seed: stops inside the second
+    assert code == 0 and not (parts / "results" / "mlp.json").exists()
+    code, parts = run("--model", "mlp", "--resume", folder="parts")  # no --seeds: the checkpoint's 2
+    assert code == 0
+    rec, expected = result(parts, "mlp"), result(whole, "mlp")
+    assert rec["seeds"] == [3, 4] and rec["test_accuracy_std"] is not None
+    assert [r["test_accuracy"] for r in rec["runs"]] == [r["test_accuracy"] for r in expected["runs"]]
+
+
 def test_ctrl_c_saves_a_checkpoint_and_curves(run):
     timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
