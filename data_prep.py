@@ -245,8 +245,9 @@ def draw_samples(x: np.ndarray, y: np.ndarray, classes: list, path: Path, rows: 
     savefig(fig, path)
 
 
-def outputs_valid(out: Path, fingerprint: dict) -> bool:
-    """True when the manifest matches this source and every output still has its recorded checksum."""
+def outputs_valid(out: Path, fingerprint: dict, required: set) -> bool:
+    """True when the manifest matches this source, lists every ``required`` output, and every output still has
+    its recorded checksum."""
     manifest_path = out / "manifest.json"
     if not manifest_path.is_file():
         return False
@@ -254,7 +255,7 @@ def outputs_valid(out: Path, fingerprint: dict) -> bool:
         manifest = json.loads(manifest_path.read_text())
         if manifest.get("format") != FORMAT or manifest.get("source_sha256") != fingerprint:
             return False
-        return all(
+        return required <= set(manifest["outputs"]) and all(
             (out / name).is_file() and sha256(out / name) == digest for name, digest in manifest["outputs"].items()
         )
     except (OSError, ValueError, KeyError, AttributeError):
@@ -288,7 +289,8 @@ def prepare(
         log(f"note: no SHA256SUMS in {source}; validating IDX headers, sizes and labels only")
 
     out = data_dir / dataset
-    if not force and outputs_valid(out, fingerprint):
+    required = {"cache.npz", "train.json", "test.json"} if write_json_files else {"cache.npz"}
+    if not force and outputs_valid(out, fingerprint, required):  # a --no-json build lacks the JSON
         log(f"reusing verified outputs in {out}/ (use --force to rebuild)")
         return read_json(out / "manifest.json")
 
@@ -328,9 +330,15 @@ def prepare(
 
 # ---------------------------------------------------------------- loading
 def load_cache(dataset: str = "mnist", data_dir: Path = BUNDLED) -> dict:
-    """Load the npz cache of a dataset, preparing it first when it does not exist yet."""
+    """Load the npz cache of a dataset; the bundled MNIST is prepared on first use, anything else must be."""
     path = Path(data_dir) / dataset / "cache.npz"
     if not path.is_file():
+        if dataset != "mnist" or Path(data_dir).resolve() != BUNDLED.resolve():
+            # Not built here on the fly: a mistyped --data-dir would silently get a new copy of the data.
+            raise ProjectError(
+                f"no prepared {dataset} data in {data_dir}/; run python data_prep.py --dataset {dataset} "
+                f"--data-dir {data_dir} first (with --source DIR or --download where it is not bundled)"
+            )
         prepare(dataset, data_dir=data_dir, quiet=True)
     keys = ("x_train", "y_train", "x_test", "y_test", "classes")
     try:

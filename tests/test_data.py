@@ -215,6 +215,21 @@ def test_malformed_cache(small_source, tmp_path):
         load_split("train", dataset="tiny", data_dir=tmp_path)
 
 
+def test_json_written_after_a_no_json_build(small_source, tmp_path):
+    prepare("tiny", source=small_source, data_dir=tmp_path, plots_dir=tmp_path, write_json_files=False, quiet=True)
+    assert not (tmp_path / "tiny" / "train.json").exists()
+    manifest = prepare("tiny", source=small_source, data_dir=tmp_path, plots_dir=tmp_path, quiet=True)
+    assert {"train.json", "test.json"} <= set(manifest["outputs"])
+    x, y = read_json_split(tmp_path / "tiny" / "test.json")
+    assert len(y) == 100
+
+
+def test_unprepared_data_dir_is_an_error_not_a_new_copy(tmp_path):
+    with pytest.raises(ProjectError, match="no prepared mnist data in .*run python data_prep.py"):
+        load_split("train", data_dir=tmp_path / "typo")
+    assert not (tmp_path / "typo").exists()
+
+
 def test_download_failure_points_to_source(tmp_path, monkeypatch, capsys):
     import torchvision.datasets.mnist as tv_mnist
 
