@@ -19,7 +19,6 @@ import numpy as np
 
 from utils import ProjectError, run_cli
 
-REPO = Path(__file__).resolve().parent
 INK_THRESHOLD = 0.25  # of the brightest ink: fainter pixels (paper texture, JPEG noise) do not set the crop box
 
 
@@ -81,8 +80,13 @@ def classify(model, images: np.ndarray, device: str = "cpu") -> np.ndarray:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", type=Path, help="image files to classify")
-    p.add_argument("--model", type=Path, default=REPO / "checkpoints" / "cnn.pt", help="checkpoint from dl_main.py")
-    p.add_argument("--device", default="cpu", help="device to run the model on (default: cpu)")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=Path("checkpoints") / "cnn.pt",
+        help="checkpoint from dl_main.py (default: checkpoints/cnn.pt, where dl_main.py saves it)",
+    )
+    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu", help="(default: cpu)")
     p.add_argument("--top", type=int, default=1, help="how many of the most likely classes to print (default: 1)")
     p.add_argument("--save-inputs", type=Path, help="folder to save each 28x28 model input as PNG, to inspect")
     args = p.parse_args(argv)
@@ -109,7 +113,7 @@ def _main(argv=None) -> int:
             )
             failed += 1
     if inputs:
-        probs = classify(model, np.stack(inputs), args.device)
+        probs = classify(model, np.stack(inputs), next(model.parameters()).device)  # as resolved by load_model
         for path, p, img in zip(names, probs, inputs, strict=True):
             best = np.argsort(p)[::-1][: args.top]
             print(f"{path}: " + ", ".join(f"{classes[k]} ({100 * p[k]:.1f}%)" for k in best))

@@ -131,6 +131,9 @@ def test_predict_cli_classifies_files_and_reports_bad_ones(fashion_run, full_mni
     assert len(lines) == 20
     predicted = [int(line.split(": ")[1].split(" ")[0]) for line in lines]
     assert np.mean(np.array(predicted) == y) >= 0.85
+    # --device auto resolves to this machine's device, and gives the same answers.
+    assert predict.main([str(p) for p in paths] + ["--model", str(ckpt / "cnn.pt"), "--device", "auto"]) == 0
+    assert capsys.readouterr().out.strip().splitlines() == lines
 
 
 def test_predict_cli_missing_model(tmp_path, capsys):
