@@ -24,7 +24,17 @@ import numpy as np
 from checkpoint import checkpoint_path, load_weights, read_checkpoint, save_checkpoint, set_rng_states
 from data_prep import BUNDLED
 from trainer import build, evaluate, load_data, resolve_amp, resolve_device, setup_torch, steps_per_epoch, train
-from utils import ProjectError, per_class_scores, print_config, pyplot, run_cli, summarize_seeds, versions
+from utils import (
+    ProjectError,
+    non_negative,
+    per_class_scores,
+    positive,
+    print_config,
+    pyplot,
+    run_cli,
+    summarize_seeds,
+    versions,
+)
 
 # The published settings; recipes override some of them, explicit flags override the recipe.
 PAPER = {
@@ -62,23 +72,6 @@ RUNTIME = {"device", "threads", "data_dir", "results_dir", "plots_dir", "checkpo
 
 
 # ---------------------------------------------------------------- settings
-def positive(kind):
-    def check(text: str):
-        value = kind(text)
-        if not value > 0:  # also rejects nan
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
-        return value
-
-    return check
-
-
-def non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-    return value
-
-
 def build_parser(with_defaults: bool = True) -> argparse.ArgumentParser:
     """The CLI; without defaults, parsing it yields only the flags given explicitly."""
     p = argparse.ArgumentParser(
@@ -102,30 +95,35 @@ def build_parser(with_defaults: bool = True) -> argparse.ArgumentParser:
     add("--batch-size", type=positive(int), default=PAPER["batch_size"], help="images per step (paper: 30)")
     add("--lr", type=positive(float), default=PAPER["lr"], help="learning rate, peak one for onecycle (paper: 0.01)")
     add("--optimizer", choices=["sgd", "adam", "adamw"], default=PAPER["optimizer"], help="(paper: sgd)")
-    add("--momentum", type=float, default=PAPER["momentum"], help="SGD momentum (paper: 0)")
-    add("--weight-decay", type=float, default=PAPER["weight_decay"], help="(paper: 0)")
+    add("--momentum", type=non_negative(float), default=PAPER["momentum"], help="SGD momentum (paper: 0)")
+    add("--weight-decay", type=non_negative(float), default=PAPER["weight_decay"], help="(paper: 0)")
     add("--schedule", choices=["constant", "onecycle"], default=PAPER["schedule"], help="learning-rate schedule")
     add("--hidden-size", type=positive(int), default=PAPER["hidden_size"], help="hidden units (paper: 196)")
     add("--dropout", type=float, default=PAPER["dropout"], help="dropout probability (paper: 0.5)")
     add("--label-smoothing", type=float, default=PAPER["label_smoothing"], help="(paper: 0)")
-    add("--augment", type=float, default=PAPER["augment"], help="random shift/rotate/scale strength, 0 = off")
+    add(
+        "--augment",
+        type=non_negative(float),
+        default=PAPER["augment"],
+        help="random shift/rotate/scale strength, 0 = off",
+    )
     add(
         "--amp",
         action=argparse.BooleanOptionalAction,
         default=PAPER["amp"],
         help="bfloat16 autocast in training (paper: off; fast, best: on where the device has native bfloat16)",
     )
-    add("--seed", type=int, default=0, help="random seed (default: 0)")
+    add("--seed", type=non_negative(int), default=0, help="random seed (default: 0)")
     add("--seeds", type=positive(int), default=1, help="run seeds seed..seed+N-1 and report mean and std")
     add("--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="auto: cuda, then mps, then cpu")
-    add("--threads", type=non_negative_int, default=0, help="CPU threads (default 0: every available core)")
+    add("--threads", type=non_negative(int), default=0, help="CPU threads (default 0: every available core)")
     add("--dataset", default="mnist", help="dataset name under --data-dir (default: mnist)")
     add("--data-dir", type=Path, default=BUNDLED, help="data folder (default: data/)")
     add("--train-size", type=positive(int), help="use the first N training images (default: all)")
-    add("--val-size", type=non_negative_int, default=0, help="hold out N training images to pick a best checkpoint")
+    add("--val-size", type=non_negative(int), default=0, help="hold out N training images to pick a best checkpoint")
     add("--test-size", type=positive(int), help="use the first N test images (default: all)")
     add("--log-every", type=positive(int), default=20, help="log a train point every N steps (default: 20)")
-    add("--eval-every", type=non_negative_int, default=PAPER["eval_every"], help="test every N steps, 0: at the end")
+    add("--eval-every", type=non_negative(int), default=PAPER["eval_every"], help="test every N steps, 0: at the end")
     add("--results-dir", type=Path, default=Path("results"), help="default: results/")
     add("--plots-dir", type=Path, default=Path("plots"), help="default: plots/")
     add("--checkpoint-dir", type=Path, default=Path("checkpoints"), help="default: checkpoints/")

@@ -12,7 +12,6 @@ Writes results/<model>.json, results/<model>_report.txt and plots/confusion_<mod
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import tempfile
 import time
@@ -27,11 +26,13 @@ from Classifier import PRESETS, REGISTRY
 from utils import (
     ProjectError,
     atomic_path,
+    non_negative,
     per_class_scores,
     plot_confusion,
     print_config,
     run_cli,
     summarize_seeds,
+    usable_cores,
     versions,
     write_json,
 )
@@ -79,9 +80,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     d.add_argument("--random-subset", action="store_true", help="draw the subsets at random (seeded), not the first N")
     d.add_argument("--val-size", type=int,
                    help="hold out N training images, fit on the rest and report validation accuracy only")  # fmt: skip
-    d.add_argument("--seed", type=int, default=0, help="random seed (models, subsets, validation split; default 0)")
+    d.add_argument(
+        "--seed", type=non_negative(int), default=0, help="random seed (models, subsets, validation split; default 0)"
+    )
     d.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1 and report mean and std")
-    d.add_argument("--jobs", type=int, default=os.cpu_count() or 1, help="CPU threads (default: all cores)")
+    d.add_argument("--jobs", type=int, default=usable_cores(), help="CPU threads (default: every usable core)")
     d.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results/")
     d.add_argument("--plots-dir", type=Path, default=Path("plots"), help="default: plots/")
     args = p.parse_args(argv)

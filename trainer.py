@@ -12,7 +12,7 @@ import time
 
 import numpy as np
 
-from utils import ProjectError
+from utils import ProjectError, usable_cores
 
 EVAL_BATCH = 1000
 SPLIT_SEED = 0  # the validation split is the same for every training seed
@@ -51,12 +51,6 @@ def keep_freed_memory() -> None:
         libc.mallopt(m_trim_threshold, 1 << 30)
     except (OSError, AttributeError):
         pass
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (a container's or taskset's limit on Linux; every core elsewhere)."""
-    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
-    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def native_bf16(device) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import os
@@ -14,6 +15,36 @@ from pathlib import Path
 
 class ProjectError(Exception):
     """A problem the user can fix; reported as one line, without a traceback."""
+
+
+def positive(kind):
+    """An argparse type: ``kind(text)`` that must be > 0."""
+
+    def check(text: str):
+        value = kind(text)
+        if not value > 0:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        return value
+
+    return check
+
+
+def non_negative(kind):
+    """An argparse type: ``kind(text)`` that must be >= 0."""
+
+    def check(text: str):
+        value = kind(text)
+        if not value >= 0:  # also rejects nan
+            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+        return value
+
+    return check
+
+
+def usable_cores() -> int:
+    """Cores this process may run on (a container's or taskset's limit on Linux; every core elsewhere)."""
+    affinity = getattr(os, "sched_getaffinity", None)  # Linux only
+    return len(affinity(0)) if affinity else os.cpu_count() or 1
 
 
 def run_cli(main_fn, argv=None) -> int:

@@ -7,13 +7,13 @@ on the first 10000 training images (all 10000 test images), where the baseline r
 
 from __future__ import annotations
 
-import os
 import time
 
 import Classifier
 from Classifier import REGISTRY
 from data_prep import load_split
 from ml_main import fit_predict
+from utils import usable_cores
 
 SUBSET = 10000  # training images for the SVM comparison against the plain SVC() baseline
 
@@ -23,7 +23,7 @@ def timed_row(name: str, algo: str, data, preset: str = "fast", engine: str = "a
     """Fit and predict one setting; a bench row with accuracy and fit + predict seconds."""
     s = Classifier.settings(algo, preset, overrides)
     Classifier.validate(s, n_train=len(data[1]))
-    run = fit_predict(algo, s, 0, jobs or os.cpu_count() or 1, Classifier.resolve_engine(engine), data)
+    run = fit_predict(algo, s, 0, jobs or usable_cores(), Classifier.resolve_engine(engine), data)
     secs = f"fit {run['seconds_fit']:.1f}s + predict {run['seconds_predict']:.1f}s"
     detail = f"{len(data[1])} train; {secs}; {run['estimator']}"
     row = {

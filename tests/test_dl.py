@@ -184,7 +184,12 @@ def test_ctrl_c_saves_a_checkpoint_and_curves(run):
         (["--lr", "0"], "--lr: must be > 0"),
         (["--lr", "nan"], "--lr: must be > 0"),
         (["--dropout", "1"], "--dropout must be in [0, 1)"),
+        (["--momentum", "-0.5"], "--momentum: must be >= 0"),
+        (["--weight-decay", "nan"], "--weight-decay: must be >= 0"),
+        (["--augment", "-3"], "--augment: must be >= 0"),
+        (["--seed", "-1"], "--seed: must be >= 0"),
         (["--model", "rnn"], "invalid choice"),
+        (["--device", "tpu"], "invalid choice"),
     ],
 )
 def test_bad_settings_exit_2(run, capsys, flags, message):

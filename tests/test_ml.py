@@ -215,7 +215,15 @@ def test_hyperparameters_are_checked_before_the_data_is_loaded(full_mnist, tmp_p
 
 
 @pytest.mark.parametrize(
-    "args", [["--algo", "nope"], ["--test-size", "0"], ["--seeds", "0"], ["--k", "three"], ["--preset", "slow"]]
+    "args",
+    [
+        ["--algo", "nope"],
+        ["--test-size", "0"],
+        ["--seeds", "0"],
+        ["--k", "three"],
+        ["--preset", "slow"],
+        ["--seed", "-2"],
+    ],
 )
 def test_malformed_arguments_exit_2(full_mnist, tmp_path, capsys, args):
     with pytest.raises(SystemExit) as exc:
