@@ -26,6 +26,7 @@ from data_prep import BUNDLED
 from trainer import build, evaluate, load_data, resolve_amp, resolve_device, setup_torch, steps_per_epoch, train
 from utils import (
     ProjectError,
+    check_writable,
     non_negative,
     per_class_scores,
     positive,
@@ -331,6 +332,8 @@ def run_all(config: dict, explicit: set, stop) -> int:
     device = resolve_device(config["device"])
     config["amp"] = resolve_amp(config["amp"], device)  # saved resolved: a resumed run repeats it
     print_config(config)
+    for flag in ("--results-dir", "--plots-dir", "--checkpoint-dir"):
+        check_writable(Path(config[flag[2:].replace("-", "_")]), flag)
     setup_torch(config, device)
     data = load_data(config, device)
     config["classes"] = data["classes"]

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import tempfile
 import time
 import warnings
 from pathlib import Path
@@ -26,6 +25,7 @@ from Classifier import PRESETS, REGISTRY
 from utils import (
     ProjectError,
     atomic_path,
+    check_writable,
     non_negative,
     per_class_scores,
     plot_confusion,
@@ -108,18 +108,6 @@ def model_settings(args) -> dict[str, dict]:
     for s in out.values():
         Classifier.validate(s)
     return out
-
-
-def check_writable(folder: Path) -> None:
-    """Fail before hours of fitting, not after, when an output folder cannot be written."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
-    except OSError as exc:
-        raise ProjectError(
-            f"cannot write to {folder}/: {exc.strerror or exc}; choose a writable folder with --results-dir/--plots-dir"
-        ) from None
 
 
 def load_data(args):
@@ -212,9 +200,9 @@ def _main(argv=None) -> int:
     all_settings = model_settings(args)
     engine = Classifier.resolve_engine(args.engine or ("sklearn" if args.preset == "paper" else "auto"))
     print_config({**{k: v for k, v in vars(args).items() if v is not None}, "engine": engine})
-    check_writable(args.results_dir)
+    check_writable(args.results_dir, "--results-dir")
     if args.val_size is None:
-        check_writable(args.plots_dir)
+        check_writable(args.plots_dir, "--plots-dir")
     data = load_data(args)
     for s in all_settings.values():
         Classifier.validate(s, n_train=len(data[1]))

@@ -84,6 +84,18 @@ def atomic_path(path: str | os.PathLike):
             os.unlink(tmp)
 
 
+def check_writable(folder: Path, flag: str) -> None:
+    """Fail before minutes of training, not after, when an output folder cannot be written."""
+    try:
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ProjectError(
+            f"cannot write to {folder}/: {exc.strerror or exc}; choose a writable folder with {flag}"
+        ) from None
+
+
 def write_json(path, obj) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as f:
         json.dump(obj, f, indent=2, default=_jsonable)

@@ -212,6 +212,14 @@ def test_cuda_without_gpu(run, capsys):
     fails_cleanly(capsys, run("--device", "cuda"), "no CUDA GPU is available")
 
 
+@pytest.mark.parametrize("folder", ["results", "plots", "ckpt"])
+def test_unwritable_output_folder_fails_before_training(run, capsys, tmp_path, folder):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / folder).write_text("a file where the folder should be")
+    fails_cleanly(capsys, run("--model", "mlp"), "cannot write to", "mlp")
+    assert not list((tmp_path / "out").rglob("*.pt")) and not list((tmp_path / "out").rglob("*.png"))
+
+
 def test_nan_loss(run, capsys):
     fails_cleanly(capsys, run("--model", "mlp", "--lr", 1e30, "--log-every", 1), "loss became nan", model="mlp")
 
