@@ -85,9 +85,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     d.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1 and report mean and std")
     d.add_argument("--jobs", type=int, default=usable_cores(), help="CPU threads (default: every usable core)")
-    d.add_argument("--results-dir", type=Path, default=Path("results"), help="default: results/")
-    d.add_argument("--plots-dir", type=Path, default=Path("plots"), help="default: plots/")
+    d.add_argument("--results-dir", type=Path, help="default: results/, or results/paper/ with --preset paper")
+    d.add_argument("--plots-dir", type=Path, help="default: plots/, or plots/paper/ with --preset paper")
     args = p.parse_args(argv)
+    # Beside each other, not over each other: the published models' records do not replace the tuned ones,
+    # which is also where experiment.py and report.py look for them.
+    sub = Path("paper") if args.preset == "paper" else Path()
+    args.results_dir = args.results_dir or Path("results") / sub
+    args.plots_dir = args.plots_dir or Path("plots") / sub
     for name in ("train_size", "test_size", "val_size", "seeds", "jobs"):
         value = getattr(args, name)
         if value is not None and value < 1:

@@ -106,6 +106,15 @@ def markdown(rows: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def mixed_splits_note(rows: list[dict]) -> str:
+    """A warning under the table when its rows were scored on different test sets (a --test-size run left over)."""
+    sizes = sorted({r["n_test"] for r in rows if r["n_test"] is not None})
+    if len(sizes) < 2:
+        return ""
+    return (f"\n**Not comparable:** these rows were scored on test sets of {', '.join(map(str, sizes))} images; "
+            "rerun them on one split (see train/test).\n")  # fmt: skip
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
@@ -223,7 +232,7 @@ def _main(argv=None) -> int:
     dataset = datasets.pop()
     classes = class_names(dataset, args.data_dir)
     rows = table_rows(records, dataset)
-    table = markdown(rows)
+    table = markdown(rows) + mixed_splits_note(rows)
     with atomic_path(args.results_dir / "report.md") as tmp:
         tmp.write_text(f"# Results on {dataset}\n\n{table}")
     write_csv(rows, args.results_dir / "report.csv")

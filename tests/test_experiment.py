@@ -86,6 +86,15 @@ def test_misclassified_gallery_counts_real_errors(fashion_run, tmp_path):
     assert wrong == int((np.asarray(record["predictions"]) != y).sum()) > 0
 
 
+def test_report_flags_rows_from_different_test_splits(fashion_run):
+    _, dirs = fashion_run
+    rows = report.table_rows(report.load_results(dirs["results"]), "fashion-mnist")
+    assert "Not comparable" not in (dirs["results"] / "report.md").read_text()  # one experiment, one split
+    assert report.mixed_splits_note(rows) == ""
+    rows[0] = {**rows[0], "n_test": rows[0]["n_test"] // 2}  # as if one model had been rerun with --test-size
+    assert "Not comparable" in report.mixed_splits_note(rows)
+
+
 def test_report_without_results_fails_cleanly(tmp_path, capsys):
     assert report.main(["--results-dir", str(tmp_path)]) == 1
     err = capsys.readouterr().err.strip()

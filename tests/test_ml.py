@@ -241,3 +241,16 @@ def test_unwritable_results_folder(full_mnist, tmp_path, capsys):
     assert code == 1 and len(err.strip().splitlines()) == 1
     assert "cannot write to" in err and "choose a writable folder" in err
     assert not list(tmp_path.rglob("*.json")) and not (tmp_path / "plots").exists()
+
+
+def test_paper_preset_writes_beside_the_tuned_results(full_mnist, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)  # the default folders are relative to where the command runs
+    for preset in ("fast", "paper"):
+        argv = ["--algo", "knn", "--preset", preset, "--data-dir", full_mnist[0], "--train-size", 500,
+                "--test-size", 100]  # fmt: skip
+        assert ml_main.main([str(a) for a in argv]) == 0
+    tuned, paper = (
+        json.loads(p.read_text()) for p in (tmp_path / "results/knn.json", tmp_path / "results/paper/knn.json")
+    )
+    assert tuned["config"]["preset"] == "fast" and paper["config"]["preset"] == "paper"
+    assert (tmp_path / "plots/confusion_knn.png").exists() and (tmp_path / "plots/paper/confusion_knn.png").exists()
