@@ -1,4 +1,4 @@
-"""The published networks, and a stronger CNN for the ``best`` recipe.
+"""The two published networks; the fast and best recipes of dl_main.py train these same layers.
 
 Every model takes float images in [0, 1] shaped (N, 1, 28, 28) and returns logits (N, classes);
 softmax belongs to the loss (cross-entropy) in training and to the caller at prediction time.

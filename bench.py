@@ -15,7 +15,7 @@ import sys
 import time
 from pathlib import Path
 
-from utils import run_cli, versions, write_json
+from utils import atomic_path, run_cli, versions, write_json
 
 SUITES = ("data", "ml", "dl", "predict")
 COLUMNS = ("suite", "name", "accuracy", "seconds", "baseline", "speedup", "note")
@@ -70,11 +70,13 @@ def _main(argv=None) -> int:
     print(table)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     env = versions("numpy", "torch", "torchvision", "scikit-learn", "scikit-learn-intelex")
+    config = {"only": args.only, "data_dir": str(args.data_dir)}
     write_json(
         args.results_dir / "bench.json",
-        {"rows": rows, "environment": env, "seconds_total": time.perf_counter() - start},
+        {"rows": rows, "config": config, "environment": env, "seconds_total": time.perf_counter() - start},
     )
-    (args.results_dir / "bench.md").write_text(table + "\n")
+    with atomic_path(args.results_dir / "bench.md") as tmp:
+        tmp.write_text(table + "\n")
     return 0
 
 

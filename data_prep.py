@@ -173,16 +173,21 @@ def stage_raw(files: dict, raw_dir: Path, sums_raw: dict) -> dict:
     return counts
 
 
-def parse_split(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """Parse one split with torchvision's MNIST reader (its IDX parsing), pointed at ``raw_dir``."""
+def idx_dataset(raw_dir: Path, train: bool, transform=None):
+    """torchvision's MNIST dataset reading the four IDX files in ``raw_dir`` (instead of root/MNIST/raw)."""
     from torchvision.datasets import MNIST
 
-    class IDXFolder(MNIST):  # torchvision's MNIST, reading from our folder instead of root/MNIST/raw
+    class IDXFolder(MNIST):
         @property
         def raw_folder(self) -> str:
             return str(raw_dir)
 
-    ds = IDXFolder(root=str(raw_dir), train=split == "train", download=False)
+    return IDXFolder(root=str(raw_dir), train=train, transform=transform, download=False)
+
+
+def parse_split(raw_dir: Path, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """Parse one split with torchvision's MNIST reader (its IDX parsing), pointed at ``raw_dir``."""
+    ds = idx_dataset(raw_dir, train=split == "train")
     x, y = ds.data.numpy().astype(np.uint8), ds.targets.numpy().astype(np.int64)
     if len(x) != len(y):
         raise ProjectError(

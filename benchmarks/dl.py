@@ -24,17 +24,13 @@ def tutorial_epoch(raw_dir: Path, channels_last: bool = False, train: bool = Tru
     import torch
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
-    from torchvision import datasets, transforms
+    from torchvision import transforms
 
+    from data_prep import idx_dataset
     from Network import CNN
 
-    class IDXFolder(datasets.MNIST):  # torchvision's MNIST reading the IDX files data_prep.py verified
-        @property
-        def raw_folder(self) -> str:
-            return str(raw_dir)
-
     torch.manual_seed(0)
-    loader = DataLoader(IDXFolder(str(raw_dir), train=True, transform=transforms.ToTensor()), BATCH, shuffle=True)
+    loader = DataLoader(idx_dataset(raw_dir, train=True, transform=transforms.ToTensor()), BATCH, shuffle=True)
     model = CNN().to(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     opt = torch.optim.SGD(model.parameters(), lr=0.01)
     start = None
