@@ -22,9 +22,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from data_prep import SIDE
 from utils import ProjectError
 
-SIDE = 28
 N_PIXELS = SIDE * SIDE
 
 # ---------------------------------------------------------------- preprocessing

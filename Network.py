@@ -10,8 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-SIDE = 28
-N_CLASSES = 10
+from data_prep import N_CLASSES, SIDE
 
 
 class MLP(nn.Module):

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from data_prep import N_CLASSES
 from trainer import resolve_device
 from utils import ProjectError, atomic_path
 
@@ -87,7 +88,7 @@ def load_model(path, device: str = "cpu"):
     ckpt = read_checkpoint(path)
     config = ckpt["config"]
     try:
-        n_classes = len(config.get("classes") or range(10))
+        n_classes = len(config.get("classes") or range(N_CLASSES))
         model = build_model(config["model"], config["hidden_size"], config["dropout"], n_classes)
     except (KeyError, TypeError, ValueError) as exc:
         raise ProjectError(f"{path}: its config does not describe a known network ({exc})") from None

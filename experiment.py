@@ -16,9 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from data_prep import REPO
 from utils import ProjectError, print_config, run_cli, versions, write_json
-
-REPO = Path(__file__).resolve().parent
 
 
 def parse_args(argv=None):

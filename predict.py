@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from data_prep import N_CLASSES
 from utils import ProjectError, run_cli
 
 INK_THRESHOLD = 0.25  # of the brightest ink: fainter pixels (paper texture, JPEG noise) do not set the crop box
@@ -100,7 +101,7 @@ def _main(argv=None) -> int:
     from checkpoint import load_model  # torch is imported only once the arguments are known to be fine
 
     model, config = load_model(args.model, args.device)
-    classes = config.get("classes") or [str(i) for i in range(10)]
+    classes = config.get("classes") or [str(i) for i in range(N_CLASSES)]
     inputs, names, failed = [], [], 0
     for path in args.images:
         try:
