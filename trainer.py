@@ -256,7 +256,7 @@ def train(model, opt, sched, data: dict, config: dict, state: dict, save, stop) 
             state["epoch"] = step / spe
             bar.update()
             if step % log_every == 0:
-                log_train(state, window, step / spe, bar)
+                log_train(state, window, step / spe, total, bar)
             if step % eval_every == 0 or step == total:
                 seconds = time.perf_counter()
                 final = log_test(model, data, state, step / spe, total, bar, save)
@@ -276,7 +276,8 @@ def point(step: int, epoch: float, loss: float, accuracy: float) -> dict:
     return {"step": step, "epoch": round(epoch, 4), "loss": loss, "accuracy": accuracy}
 
 
-def log_train(state: dict, window, epoch: float, bar) -> None:
+def log_train(state: dict, window, epoch: float, total: int, bar) -> None:
+    """A train point: the mean loss and accuracy over the steps since the last one, with one console line."""
     loss_sum, correct, seen = window.tolist()
     window.zero_()
     if not math.isfinite(loss_sum):
@@ -284,7 +285,8 @@ def log_train(state: dict, window, epoch: float, bar) -> None:
             f"the training loss became {loss_sum} at step {state['step']}; lower --lr (no results written)"
         )
     state["history"]["train"].append(point(state["step"], epoch, loss_sum / seen, correct / seen))
-    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{100 * correct / seen:.2f}%", refresh=False)
+    bar.write(f"step {state['step']}/{total} epoch {epoch:.2f} | train loss {loss_sum / seen:.4f} "
+              f"acc {100 * correct / seen:.2f}%")  # fmt: skip
 
 
 def log_test(model, data: dict, state: dict, epoch: float, total: int, bar, save) -> tuple:
@@ -298,11 +300,7 @@ def log_test(model, data: dict, state: dict, epoch: float, total: int, bar, save
     if not math.isfinite(loss):
         raise ProjectError(f"the test loss became {loss} at step {state['step']}; lower --lr (no results written)")
     state["history"]["test"].append(point(state["step"], epoch, loss, acc))
-    train = state["history"]["train"][-1] if state["history"]["train"] else None
-    line = f"step {state['step']}/{total} epoch {epoch:.2f}"
-    if train:
-        line += f" | train loss {train['loss']:.4f} acc {100 * train['accuracy']:.2f}%"
-    line += f" | test loss {loss:.4f} acc {100 * acc:.2f}%"
+    line = f"step {state['step']}/{total} epoch {epoch:.2f} | test loss {loss:.4f} acc {100 * acc:.2f}%"
     if data["val"] is not None:
         v_loss, v_acc, _ = evaluate(model, *data["val"])
         state["history"]["val"].append(point(state["step"], epoch, v_loss, v_acc))

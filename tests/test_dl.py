@@ -65,13 +65,16 @@ def test_short_training_beats_floor(run, name, lr, epochs):
     assert result(out, name)["test_accuracy"] > 0.8  # chance is 0.10
 
 
-def test_log_cadence(run):
+def test_log_cadence(run, capsys):
     # 300 images in batches of 10: 30 steps an epoch, 60 in all.
     code, out = run("--model", "mlp", "--epochs", 2, "--batch-size", 10, "--log-every", 7, "--eval-every", 25)
     assert code == 0
     history = result(out, "mlp")["history"]
     assert [p["step"] for p in history["train"]] == [7, 14, 21, 28, 35, 42, 49, 56]
     assert [p["step"] for p in history["test"]] == [25, 50, 60]  # every 25 steps, and the final model
+    lines = capsys.readouterr().out.splitlines()  # one console line at each log point, as published
+    assert [line.split("/")[0] for line in lines if "train loss" in line] == [f"step {s}" for s in range(7, 57, 7)]
+    assert [line.split("/")[0] for line in lines if "test loss" in line] == ["step 25", "step 50", "step 60"]
     assert history["test"][-1]["epoch"] == 2.0
     assert history["val"] == []
 
