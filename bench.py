@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from data_prep import BUNDLED
 from utils import atomic_path, run_cli, versions, write_json
 
 SUITES = ("data", "ml", "dl", "predict")
@@ -52,7 +53,7 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--only", nargs="+", choices=SUITES, default=list(SUITES), help="suites to run (default: all)")
     p.add_argument("--results-dir", type=Path, default=Path("results"), help="where bench.json/bench.md go")
-    p.add_argument("--data-dir", type=Path, default=Path(__file__).resolve().parent / "data", help="data folder")
+    p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: data/)")
     return p.parse_args(argv)
 
 

@@ -334,8 +334,8 @@ def run_all(config: dict, explicit: set, stop) -> int:
     device = resolve_device(config["device"])
     config["amp"] = resolve_amp(config["amp"], device)  # saved resolved: a resumed run repeats it
     print_config(config)
-    for flag in ("--results-dir", "--plots-dir", "--checkpoint-dir"):
-        check_writable(Path(config[flag[2:].replace("-", "_")]), flag)
+    for key in ("results_dir", "plots_dir", "checkpoint_dir"):
+        check_writable(Path(config[key]), "--" + key.replace("_", "-"))
     setup_torch(config, device)
     data = load_data(config, device)
     config["classes"] = data["classes"]

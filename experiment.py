@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from data_prep import REPO
-from utils import ProjectError, print_config, run_cli, versions, write_json
+from utils import ProjectError, positive, print_config, run_cli, versions, write_json
 
 
 def parse_args(argv=None):
@@ -33,20 +33,15 @@ def parse_args(argv=None):
         "--checkpoint-dir", type=Path, help="default: checkpoints/ for MNIST, checkpoints/<dataset>/ otherwise"
     )
     p.add_argument("--fast", action="store_true", help="train the networks with the fast recipe, not the paper's")
-    p.add_argument("--seeds", type=int, default=1, help="run every model with this many seeds (default: 1)")
+    p.add_argument("--seeds", type=positive(int), default=1, help="run every model with this many seeds (default: 1)")
     p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
-    p.add_argument("--train-size", type=int, help="use the first N training images (default: all)")
-    p.add_argument("--test-size", type=int, help="use the first N test images (default: all)")
+    p.add_argument("--train-size", type=positive(int), help="use the first N training images (default: all)")
+    p.add_argument("--test-size", type=positive(int), help="use the first N test images (default: all)")
     p.add_argument("--skip", nargs="+", choices=["ml-paper", "ml", "mlp", "cnn"], default=[], help="steps to leave out")
     p.add_argument("--update-readme", action="store_true", help="write the results table into README.md")
     args = p.parse_args(argv)
     if args.dataset is None:
         args.dataset = slug(args.source.resolve().name) if args.source else "mnist"
-    if args.seeds < 1:
-        p.error("--seeds must be at least 1")
-    for name in ("train_size", "test_size"):
-        if getattr(args, name) is not None and getattr(args, name) < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
     sub = Path() if args.dataset == "mnist" else Path(args.dataset)
     args.results_dir = args.results_dir or Path("results") / sub
     args.plots_dir = args.plots_dir or Path("plots") / sub

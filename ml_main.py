@@ -29,6 +29,7 @@ from utils import (
     non_negative,
     per_class_scores,
     plot_confusion,
+    positive,
     print_config,
     run_cli,
     summarize_seeds,
@@ -75,16 +76,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     d = p.add_argument_group("data and output")
     d.add_argument("--dataset", default="mnist", help="dataset name under --data-dir (default: mnist)")
     d.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: the bundled data/)")
-    d.add_argument("--train-size", type=int, help="use N training images (default: all)")
-    d.add_argument("--test-size", type=int, help="use N test images (default: all)")
+    d.add_argument("--train-size", type=positive(int), help="use N training images (default: all)")
+    d.add_argument("--test-size", type=positive(int), help="use N test images (default: all)")
     d.add_argument("--random-subset", action="store_true", help="draw the subsets at random (seeded), not the first N")
-    d.add_argument("--val-size", type=int,
+    d.add_argument("--val-size", type=positive(int),
                    help="hold out N training images, fit on the rest and report validation accuracy only")  # fmt: skip
     d.add_argument(
         "--seed", type=non_negative(int), default=0, help="random seed (models, subsets, validation split; default 0)"
     )
-    d.add_argument("--seeds", type=int, default=1, help="run seeds seed..seed+N-1 and report mean and std")
-    d.add_argument("--jobs", type=int, default=usable_cores(), help="CPU threads (default: every usable core)")
+    d.add_argument("--seeds", type=positive(int), default=1, help="run seeds seed..seed+N-1 and report mean and std")
+    d.add_argument(
+        "--jobs", type=positive(int), default=usable_cores(), help="CPU threads (default: every usable core)"
+    )
     d.add_argument("--results-dir", type=Path, help="default: results/, or results/paper/ with --preset paper")
     d.add_argument("--plots-dir", type=Path, help="default: plots/, or plots/paper/ with --preset paper")
     args = p.parse_args(argv)
@@ -93,10 +96,6 @@ def parse_args(argv=None) -> argparse.Namespace:
     sub = Path("paper") if args.preset == "paper" else Path()
     args.results_dir = args.results_dir or Path("results") / sub
     args.plots_dir = args.plots_dir or Path("plots") / sub
-    for name in ("train_size", "test_size", "val_size", "seeds", "jobs"):
-        value = getattr(args, name)
-        if value is not None and value < 1:
-            p.error(f"--{name.replace('_', '-')} must be at least 1")
     return args
 
 

@@ -17,28 +17,24 @@ class ProjectError(Exception):
     """A problem the user can fix; reported as one line, without a traceback."""
 
 
-def positive(kind):
-    """An argparse type: ``kind(text)`` that must be > 0."""
-
+def _bounded(kind, holds, bound: str):
     def check(text: str):
         value = kind(text)
-        if not value > 0:  # also rejects nan
-            raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+        if not holds(value):  # a comparison with nan is False: nan is rejected too
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value
 
     return check
+
+
+def positive(kind):
+    """An argparse type: ``kind(text)`` that must be > 0."""
+    return _bounded(kind, lambda v: v > 0, "> 0")
 
 
 def non_negative(kind):
     """An argparse type: ``kind(text)`` that must be >= 0."""
-
-    def check(text: str):
-        value = kind(text)
-        if not value >= 0:  # also rejects nan
-            raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
-        return value
-
-    return check
+    return _bounded(kind, lambda v: v >= 0, ">= 0")
 
 
 def usable_cores() -> int:
