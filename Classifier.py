@@ -5,24 +5,28 @@ preprocessing, so the fit and predict timings include it:
 
     [deskew] -> pixels / 255 as float -> [PCA] -> classifier
 
-Two presets give each algorithm's settings; any hyperparameter can be overridden:
+Two recipes give each algorithm's settings; any hyperparameter can be overridden:
 
 - ``paper``: the published experiment. KNN = KNeighborsClassifier(n_neighbors=3) and SVM = SVC()
   defaults on pixels in [0, 1] (float64, plain scikit-learn). The published DT figure (75.96%) was the
   R^2 of a DecisionTreeRegressor(max_depth=16); the closest real classifier is
   DecisionTreeClassifier(max_depth=16), whose true accuracy is reported instead.
-- ``fast`` (default): tuned on a validation split held out of the training data (never on the test
+- ``tuned`` (default): chosen on a validation split held out of the training data (never on the test
   set), float32, scikit-learn-intelex where installed, all cores.
 """
 
 from __future__ import annotations
 
+import importlib
 import numbers
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.ndimage import map_coordinates
+from sklearn.pipeline import Pipeline
+from sklearn.preprocessing import FunctionTransformer
 
-from data_prep import SIDE
+from dataset import SIDE
 from utils import ProjectError
 
 N_PIXELS = SIDE * SIDE
@@ -49,8 +53,6 @@ def deskew(images: np.ndarray) -> np.ndarray:
     SVMs): writers slant their digits differently, and a shear per image removes that nuisance
     before pixel distances are compared. The centre of mass is also moved to the image centre.
     """
-    from scipy.ndimage import map_coordinates
-
     n = len(images)
     mr, mc, alpha = pixel_moments(images)
     # All images in one tall 2-D picture, each framed by a row and column of zeros, so that a single
@@ -97,8 +99,6 @@ def resolve_engine(engine: str) -> str:
 
 def estimator_class(module: str, name: str, engine: str):
     """The class ``name`` from sklearnex.<module> (oneDAL kernels) or sklearn.<module>."""
-    import importlib
-
     if engine == "sklearnex":
         try:
             return getattr(importlib.import_module(f"sklearnex.{module}"), name)
@@ -110,9 +110,9 @@ def estimator_class(module: str, name: str, engine: str):
 # ---------------------------------------------------------------- the registry
 
 
-def make_knn(s: dict, seed: int, jobs: int, engine: str):
+def make_knn(s: dict, seed: int, threads: int, engine: str):
     cls = estimator_class("neighbors", "KNeighborsClassifier", engine)
-    return cls(n_neighbors=s["k"], weights=s["weights"], n_jobs=jobs)
+    return cls(n_neighbors=s["k"], weights=s["weights"], n_jobs=threads)
 
 
 def tree_args(s: dict, seed: int) -> dict:
@@ -121,38 +121,38 @@ def tree_args(s: dict, seed: int) -> dict:
             "random_state": seed}  # fmt: skip
 
 
-def make_dt(s: dict, seed: int, jobs: int, engine: str):
+def make_dt(s: dict, seed: int, threads: int, engine: str):
     return estimator_class("tree", "DecisionTreeClassifier", engine)(**tree_args(s, seed))
 
 
-def make_svm(s: dict, seed: int, jobs: int, engine: str):
+def make_svm(s: dict, seed: int, threads: int, engine: str):
     cls = estimator_class("svm", "SVC", engine)
-    kwargs = {"n_jobs": jobs} if engine == "sklearnex" else {}  # libsvm itself is single-threaded
+    kwargs = {"n_jobs": threads} if engine == "sklearnex" else {}  # libsvm itself is single-threaded
     return cls(C=s["C"], gamma=s["gamma"], cache_size=s["cache_mb"], random_state=seed, **kwargs)
 
 
-def make_logreg(s: dict, seed: int, jobs: int, engine: str):
+def make_logreg(s: dict, seed: int, threads: int, engine: str):
     cls = estimator_class("linear_model", "LogisticRegression", engine)
     return cls(C=s["C"], max_iter=s["max_iter"], random_state=seed)
 
 
-def make_rf(s: dict, seed: int, jobs: int, engine: str):
+def make_rf(s: dict, seed: int, threads: int, engine: str):
     cls = estimator_class("ensemble", "RandomForestClassifier", engine)
-    return cls(n_estimators=s["n_estimators"], n_jobs=jobs, **tree_args(s, seed))
+    return cls(n_estimators=s["n_estimators"], n_jobs=threads, **tree_args(s, seed))
 
 
 @dataclass(frozen=True)
 class Algorithm:
     help: str
-    make: object  # (settings, seed, jobs, engine) -> estimator
+    make: object  # (settings, seed, threads, engine) -> estimator
     paper: dict  # paper-faithful settings (for models the published table lacks: library defaults)
-    fast: dict = field(default_factory=dict)  # the tuned default: its changes from ``paper``
+    tuned: dict = field(default_factory=dict)  # the tuned default: its changes from ``paper``
 
 
 PREPROCESSING = {"deskew": False, "pca": 0, "dtype": "float64"}  # the published runs: plain pixels / 255.0
-FAST_COMMON = {"dtype": "float32"}  # half the memory traffic of float64, for the same accuracy
+TUNED_COMMON = {"dtype": "float32"}  # half the memory traffic of float64, for the same accuracy
 
-# The fast settings were chosen on validation accuracy, never on the test set:
+# The tuned settings were chosen on validation accuracy, never on the test set:
 #     ml_main.py --algo ALGO --val-size 10000 [flags]
 # fits on 50000 training images and scores the 10000 others (a seeded random hold-out; seed 0).
 # Validation accuracy (fit + predict seconds on 2 cores, scikit-learn-intelex) of the settings tried:
@@ -181,52 +181,52 @@ REGISTRY: dict[str, Algorithm] = {
         "k-nearest neighbours (published: k=3 on raw pixels)",
         make_knn,
         paper={"k": 3, "weights": "uniform"},
-        fast={"k": 3, "weights": "distance", "deskew": True, "pca": 60},
+        tuned={"k": 3, "weights": "distance", "deskew": True, "pca": 60},
     ),
     "dt": Algorithm(
         "decision tree classifier (published figure was a regressor's R^2)",
         make_dt,
         paper={"criterion": "gini", "max_depth": 16, "min_samples_leaf": 1},
-        fast={"criterion": "entropy", "deskew": True},
+        tuned={"criterion": "entropy", "deskew": True},
     ),
     "svm": Algorithm(
         "support vector machine, RBF kernel, all pixels (published: SVC() defaults)",
         make_svm,
         paper={"C": 1.0, "gamma": "scale", "cache_mb": 200},
-        fast={"C": 5.0, "gamma": 0.04, "cache_mb": 1000, "deskew": True},
+        tuned={"C": 5.0, "gamma": 0.04, "cache_mb": 1000, "deskew": True},
     ),
     "logreg": Algorithm(
-        "multinomial logistic regression (scikit-learn defaults in the paper preset)",
+        "multinomial logistic regression (scikit-learn defaults in the paper recipe)",
         make_logreg,
         paper={"C": 1.0, "max_iter": 100},
-        fast={"C": 0.1, "max_iter": 300, "deskew": True},
+        tuned={"C": 0.1, "max_iter": 300, "deskew": True},
     ),
     "pca-svm": Algorithm(
         "PCA compression, then an RBF SVM",
         make_svm,
         paper={"C": 1.0, "gamma": "scale", "cache_mb": 200, "pca": 50},
-        fast={"C": 5.0, "cache_mb": 1000, "deskew": True, "pca": 40},
+        tuned={"C": 5.0, "cache_mb": 1000, "deskew": True, "pca": 40},
     ),
     "rf": Algorithm(
-        "random forest, the strong tree baseline (scikit-learn defaults in the paper preset)",
+        "random forest, the strong tree baseline (scikit-learn defaults in the paper recipe)",
         make_rf,
         paper={"n_estimators": 100, "max_depth": 0, "min_samples_leaf": 1, "criterion": "gini"},
-        fast={"deskew": True},
+        tuned={"deskew": True},
     ),
 }
-PRESETS = ("fast", "paper")
+RECIPES = ("tuned", "paper")
 
 
-def settings(algo: str, preset: str, overrides: dict | None = None) -> dict:
-    """Every setting of ``algo`` under ``preset``, with the non-None ``overrides`` that apply to it."""
+def settings(algo: str, recipe: str, overrides: dict | None = None) -> dict:
+    """Every setting of ``algo`` under ``recipe``, with the non-None ``overrides`` that apply to it."""
     if algo not in REGISTRY:
         raise ProjectError(f"unknown algorithm {algo!r}; choose one of {', '.join(REGISTRY)} or all")
-    if preset not in PRESETS:
-        raise ProjectError(f"unknown preset {preset!r}; choose one of {', '.join(PRESETS)}")
+    if recipe not in RECIPES:
+        raise ProjectError(f"unknown recipe {recipe!r}; choose one of {', '.join(RECIPES)}")
     entry = REGISTRY[algo]
     out = {**PREPROCESSING, **entry.paper}
-    if preset == "fast":
-        out.update(FAST_COMMON, **entry.fast)
+    if recipe == "tuned":
+        out.update(TUNED_COMMON, **entry.tuned)
     for key, value in (overrides or {}).items():
         if value is not None and key in out:
             out[key] = value
@@ -314,11 +314,8 @@ def validate(s: dict, n_train: int | None = None) -> None:
 # ---------------------------------------------------------------- building
 
 
-def build(algo: str, s: dict, seed: int = 0, jobs: int = 1, engine: str = "sklearn"):
+def build(algo: str, s: dict, seed: int = 0, threads: int = 1, engine: str = "sklearn"):
     """The Pipeline for ``algo`` with settings ``s`` (from ``settings``); ``engine`` is sklearn or sklearnex."""
-    from sklearn.pipeline import Pipeline
-    from sklearn.preprocessing import FunctionTransformer
-
     steps = []
     if s["deskew"]:
         steps.append(("deskew", FunctionTransformer(deskew)))
@@ -326,5 +323,5 @@ def build(algo: str, s: dict, seed: int = 0, jobs: int = 1, engine: str = "sklea
     if s["pca"]:
         pca_cls = estimator_class("decomposition", "PCA", engine)
         steps.append(("pca", pca_cls(n_components=s["pca"], random_state=seed)))
-    steps.append(("model", REGISTRY[algo].make(s, seed, jobs, engine)))
+    steps.append(("model", REGISTRY[algo].make(s, seed, threads, engine)))
     return Pipeline(steps)

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from data_prep import N_CLASSES, SIDE
+from dataset import N_CLASSES, SIDE
 
 
 class MLP(nn.Module):

@@ -1,10 +1,14 @@
 """Benchmarks on the full data, printed as a table with speed-ups against baselines run alongside.
 
-    python bench.py                 # every suite
-    python bench.py --only data ml  # some suites
+    python bench.py                        # every CPU suite: data, ml, dl, predict
+    python bench.py --suite data ml        # some suites (--only is the older name of --suite)
+    python bench.py --suite gpu            # the GPU check: CUDA-path tests and timings, under 5 min on an H100
+    python bench.py --suite gpu --device cpu --quick   # the GPU check run on the CPU on small slices (tests)
 
-Each suite lives in benchmarks/<name>.py and returns rows; the table is also saved to
-results/bench.json (with the machine and library versions) and results/bench.md.
+Each suite lives in benchmarks/<name>.py. The CPU suites return rows; their table is also saved to
+results/bench.json (with the machine and library versions) and results/bench.md. The gpu suite makes its own
+table of checks (pass / FAIL / skip, figures, goals) in results/bench-gpu.md and bench-gpu.json, and the exit
+code is 1 when one of its checks failed.
 """
 
 from __future__ import annotations
@@ -15,10 +19,12 @@ import sys
 import time
 from pathlib import Path
 
-from data_prep import BUNDLED
+from cli import RESULTS
+from dataset import BUNDLED
 from utils import atomic_path, run_cli, versions, write_json
 
-SUITES = ("data", "ml", "dl", "predict")
+SUITES = ("data", "ml", "dl", "predict")  # the default: every suite that runs on the CPU
+ALL_SUITES = (*SUITES, "gpu")
 COLUMNS = ("suite", "name", "accuracy", "seconds", "baseline", "speedup", "note")
 
 
@@ -51,16 +57,35 @@ def add_speedups(rows: list[dict]) -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--only", nargs="+", choices=SUITES, default=list(SUITES), help="suites to run (default: all)")
-    p.add_argument("--results-dir", type=Path, default=Path("results"), help="where bench.json/bench.md go")
-    p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: data/)")
+    p.add_argument("--suite", "--only", dest="suite", nargs="+", choices=ALL_SUITES, default=list(SUITES),
+                   help=f"suites to run (default: {' '.join(SUITES)}; gpu only when named)")  # fmt: skip
+    p.add_argument("--results-dir", type=Path, default=RESULTS,
+                   help="where bench.json/.md and bench-gpu.json/.md go (default: the repo's results/)")  # fmt: skip
+    p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: the repo's data/)")
+    p.add_argument("--device", choices=("cuda", "cpu", "mps", "auto"),
+                   help="device of the gpu suite (default: cuda; cpu runs the same checks on the CPU)")  # fmt: skip
+    p.add_argument("--quick", action="store_true",
+                   help="gpu suite: small slices (2000 train, 500 test images, 1 epoch, 2 seeds), no process "
+                        "timings: to test the check itself in seconds; its goals are then not judged")  # fmt: skip
     return p.parse_args(argv)
 
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
+    suites = list(dict.fromkeys(args.suite))  # in the order given, each once
+    code = 0
+    if any(s != "gpu" for s in suites):
+        run_suites([s for s in suites if s != "gpu"], args)
+    if "gpu" in suites:
+        print("== gpu", flush=True)
+        code = importlib.import_module("benchmarks.gpu").main(args)
+    return code
+
+
+def run_suites(suites: list[str], args) -> None:
+    """The CPU suites: their rows in one table with speed-ups, saved to bench.json and bench.md."""
     rows, start = [], time.perf_counter()
-    for suite in args.only:
+    for suite in suites:
         print(f"== {suite}", flush=True)
         suite_rows = importlib.import_module(f"benchmarks.{suite}").run(args)
         for r in suite_rows:
@@ -71,14 +96,13 @@ def _main(argv=None) -> int:
     print(table)
     args.results_dir.mkdir(parents=True, exist_ok=True)
     env = versions("numpy", "torch", "torchvision", "scikit-learn", "scikit-learn-intelex")
-    config = {"only": args.only, "data_dir": str(args.data_dir)}
+    config = {"only": suites, "data_dir": str(args.data_dir)}
     write_json(
         args.results_dir / "bench.json",
         {"rows": rows, "config": config, "environment": env, "seconds_total": time.perf_counter() - start},
     )
     with atomic_path(args.results_dir / "bench.md") as tmp:
         tmp.write_text(table + "\n")
-    return 0
 
 
 def main(argv=None) -> int:

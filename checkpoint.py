@@ -1,26 +1,25 @@
 """Checkpoints of dl_main.py: model, optimizer, scheduler, config, step, history and RNG states in one dict.
 
-They are saved atomically and loaded with ``torch.load(..., weights_only=True)``, so opening one runs no code.
+The one place a checkpoint is written and read. Writes are atomic and refuse non-finite weights, so a diverged
+run never replaces a good checkpoint; reads use ``torch.load(..., weights_only=True)`` (opening one runs no code)
+and check the saved config against the network's limits and the weights for non-finite values.
 """
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
-from data_prep import N_CLASSES
+import torch
+
+from Network import build_model
 from trainer import resolve_device
 from utils import ProjectError, atomic_path
 
-
-def checkpoint_path(config: dict, index: int, best: bool = False) -> Path:
-    """<model>.pt for the first seed, <model>_seed<S>.pt for the others; _best for the validation pick."""
-    name = config["model"] + (f"_seed{config['seed']}" if index else "") + ("_best" if best else "")
-    return Path(config["checkpoint_dir"]) / f"{name}.pt"
+MAX_HIDDEN = 65536  # as dl_main.LIMITS: a larger layer is a typo or a hostile file, not a network of this repo
 
 
 def rng_states() -> dict:
-    import torch
-
     states = {"torch": torch.get_rng_state()}
     if torch.cuda.is_initialized():
         states["cuda"] = torch.cuda.get_rng_state_all()
@@ -30,8 +29,6 @@ def rng_states() -> dict:
 
 
 def set_rng_states(states: dict) -> None:
-    import torch
-
     torch.set_rng_state(states["torch"])
     if "cuda" in states and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(states["cuda"])
@@ -39,57 +36,73 @@ def set_rng_states(states: dict) -> None:
         torch.mps.set_rng_state(states["mps"])
 
 
-def save_checkpoint(path: Path, model, opt, sched, state: dict, config: dict) -> None:
-    import torch
+def non_finite(weights: dict) -> list[str]:
+    """Names of the floating-point tensors in a state dict that hold NaN or infinity."""
+    return [k for k, v in weights.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
 
+
+def save_checkpoint(path: Path, model, opt, sched, state: dict, config: dict) -> None:
+    weights = model.state_dict()
+    bad = non_finite(weights)
+    if bad:
+        raise ProjectError(f"the weights became non-finite ({bad[0]}) at step {state['step']}; lower --lr "
+                           f"(nothing saved: {path} keeps the last good checkpoint, if any)")  # fmt: skip
     ckpt = {
-        "model": model.state_dict(),
+        "model": weights,
         "optimizer": opt.state_dict() if opt else None,
         "scheduler": sched.state_dict() if sched else None,
         "config": config,
         "rng": rng_states(),
-        **state,  # step, epoch, history, the partial log window, timings, best validation point
+        **state,  # step, epoch, history, the partial log window, timings
     }
     with atomic_path(path) as tmp:
         torch.save(ckpt, tmp)
 
 
-def read_checkpoint(path: Path) -> dict:
-    """A checkpoint as saved by dl_main.py, loaded safely (weights_only) onto the CPU."""
-    import pickle
-
-    import torch
-
+def read_checkpoint(path: Path, need_training_state: bool = False) -> dict:
+    """A checkpoint as saved by dl_main.py, loaded safely (weights_only) onto the CPU and checked."""
     path = Path(path)
     if not path.is_file():
         raise ProjectError(f"no checkpoint at {path}; train one with python dl_main.py (without --resume)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError) as exc:
-        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-        raise ProjectError(f"{path} is not a readable checkpoint ({first[:120]})") from None
-    if not isinstance(ckpt, dict) or not {"model", "config"} <= set(ckpt):
+    except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, AttributeError) as exc:
+        # torch's refusal of an unsafe file is several paragraphs; its reason is in the first and the last lines.
+        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
+        reason = lines[0] if len(lines) == 1 else f"{lines[0][:60]}... {lines[-1]}"
+        raise ProjectError(f"{path} is refused: not a safe, readable checkpoint ({reason[:200]})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("config"), dict):
         raise ProjectError(f"{path} is not a dl_main.py checkpoint (no model weights and config)")
+    bad = non_finite(ckpt["model"])
+    if bad:
+        raise ProjectError(f"{path} holds non-finite weights ({bad[0]}); it is refused: retrain that run")
+    if need_training_state:
+        missing = [k for k in ("optimizer", "rng", "step", "history") if ckpt.get(k) is None]
+        if missing or ckpt["config"].get("schedule") == "onecycle" and ckpt.get("scheduler") is None:
+            what = ", ".join(missing) or "scheduler"
+            raise ProjectError(f"{path} lacks its training state ({what}); it cannot be resumed: start afresh")
     return ckpt
 
 
 def load_weights(model, ckpt: dict, path: Path) -> None:
     try:
         model.load_state_dict(ckpt["model"])
-    except RuntimeError as exc:
+    except (RuntimeError, KeyError, TypeError) as exc:
         detail = " ".join(str(exc).split())[:160]
         raise ProjectError(f"{path} does not fit a {ckpt['config'].get('model')} of this shape: {detail}") from None
 
 
 def load_model(path, device: str = "cpu"):
     """(model in eval mode on ``device``, its config) rebuilt from a dl_main.py checkpoint."""
-    from Network import build_model
-
     ckpt = read_checkpoint(path)
     config = ckpt["config"]
+    hidden, dropout, classes = config.get("hidden_size"), config.get("dropout"), config.get("classes")
+    if not (isinstance(hidden, int) and 1 <= hidden <= MAX_HIDDEN and isinstance(dropout, (int, float))
+            and 0 <= dropout < 1 and isinstance(classes, list) and 2 <= len(classes) <= 1000):  # fmt: skip
+        raise ProjectError(f"{path}: its config does not describe a network of this repo (hidden_size {hidden!r}, "
+                           f"dropout {dropout!r}); it is refused")  # fmt: skip
     try:
-        n_classes = len(config.get("classes") or range(N_CLASSES))
-        model = build_model(config["model"], config["hidden_size"], config["dropout"], n_classes)
+        model = build_model(config["model"], hidden, dropout, len(classes))
     except (KeyError, TypeError, ValueError) as exc:
         raise ProjectError(f"{path}: its config does not describe a known network ({exc})") from None
     load_weights(model, ckpt, Path(path))

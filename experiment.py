@@ -1,12 +1,13 @@
 """The whole experiment in one command: data, classical models, both networks, report.
 
-    python experiment.py                         # MNIST: every model, published and tuned settings
-    python experiment.py --fast                  # the networks' fast recipe instead of 20 published epochs
-    python experiment.py --dataset fashion-mnist --source ~/datasets/fashion
-    python experiment.py --seeds 3               # every model three times: mean and std in the table
+    python experiment.py                         # MNIST: every model at the published and the tuned settings
+    python experiment.py --recipe fast           # the networks' fast recipe instead of 20 published epochs
+    python experiment.py --dataset fashion-mnist --source ../shared/fashion-mnist
+    python experiment.py --seeds 3               # every model three times: mean ± std in the table
+    python experiment.py --update-readme         # also refresh the README's table and figures
 
-MNIST results go to results/ and plots/ (the classical models at the published settings to
-results/paper/ and plots/paper/); any other dataset's to results/<name>/ and plots/<name>/.
+It calls each step's functions with one shared set of settings (the same flags as ml_main.py and dl_main.py),
+so every run lands in results/<dataset>/ under its own name and the report shows each as a row.
 """
 
 from __future__ import annotations
@@ -16,94 +17,83 @@ import sys
 import time
 from pathlib import Path
 
-from data_prep import REPO
-from utils import ProjectError, positive, print_config, run_cli, versions, write_json
+import cli
+import data_prep
+import dl_main
+import ml_main
+import report
+from utils import ProjectError, print_config, run_cli, versions, write_json
+
+STEPS = ("ml-paper", "ml-tuned", "mlp", "cnn")
 
 
-def parse_args(argv=None):
-    from data_prep import BUNDLED, slug
-
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", help="mnist (default), fashion-mnist, kmnist, or a name for --source")
     p.add_argument("--source", type=Path, help="folder with the four IDX files of an MNIST-format dataset")
-    p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: data/)")
-    p.add_argument("--results-dir", type=Path, help="default: results/ for MNIST, results/<dataset>/ otherwise")
-    p.add_argument("--plots-dir", type=Path, help="default: plots/ for MNIST, plots/<dataset>/ otherwise")
-    p.add_argument(
-        "--checkpoint-dir", type=Path, help="default: checkpoints/ for MNIST, checkpoints/<dataset>/ otherwise"
-    )
-    p.add_argument("--fast", action="store_true", help="train the networks with the fast recipe, not the paper's")
-    p.add_argument("--seeds", type=positive(int), default=1, help="run every model with this many seeds (default: 1)")
-    p.add_argument("--seed", type=int, default=0, help="first seed (default: 0)")
-    p.add_argument("--train-size", type=positive(int), help="use the first N training images (default: all)")
-    p.add_argument("--test-size", type=positive(int), help="use the first N test images (default: all)")
-    p.add_argument("--skip", nargs="+", choices=["ml-paper", "ml", "mlp", "cnn"], default=[], help="steps to leave out")
-    p.add_argument("--update-readme", action="store_true", help="write the results table into README.md")
+    p.add_argument("--recipe", choices=[r for r in dl_main.RECIPES if r != "gpu"], default="paper",
+                   help="the networks' recipe (default: paper, the published settings)")  # fmt: skip
+    p.add_argument("--skip", nargs="+", choices=STEPS, default=[], help="steps to leave out")
+    p.add_argument("--update-readme", action="store_true", help="write the table and figures into README.md/plots/")
+    cli.add_data_flags(p)
+    cli.add_run_flags(p)
     args = p.parse_args(argv)
-    if args.dataset is None:
-        args.dataset = slug(args.source.resolve().name) if args.source else "mnist"
-    sub = Path() if args.dataset == "mnist" else Path(args.dataset)
-    args.results_dir = args.results_dir or Path("results") / sub
-    args.plots_dir = args.plots_dir or Path("plots") / sub
-    args.checkpoint_dir = args.checkpoint_dir or Path("checkpoints") / sub
+    try:
+        args.dataset = data_prep.dataset_name(args.dataset if args.dataset != "mnist" or not args.source else None,
+                                              args.source)  # fmt: skip
+    except ProjectError as exc:
+        p.error(str(exc))
+    if args.update_readme and args.dataset != "mnist":
+        p.error("--update-readme is for the bundled MNIST run only")
     return args
 
 
-def common_flags(args, sub: str = "") -> list[str]:
-    flags = ["--dataset", args.dataset, "--data-dir", args.data_dir, "--results-dir", args.results_dir / sub,
-             "--plots-dir", args.plots_dir / sub, "--seed", args.seed, "--seeds", args.seeds]  # fmt: skip
-    if args.train_size:
-        flags += ["--train-size", args.train_size]
-    if args.test_size:
-        flags += ["--test-size", args.test_size]
-    return [str(f) for f in flags]
+def shared(args) -> dict:
+    """The settings every step takes, by the same names."""
+    keys = ("dataset", "data_dir", "train_size", "val_size", "test_size", "seed", "seeds", "threads", "results_dir",
+            "plots_dir", "checkpoint_dir")  # fmt: skip
+    return {k: getattr(args, k) for k in keys}
 
 
-def steps(args) -> list[tuple[str, object, list[str]]]:
-    """(title, main function, argv) for every step, in order."""
-    import data_prep
-    import dl_main
-    import ml_main
-    import report
-
-    prep = ["--dataset", args.dataset, "--data-dir", str(args.data_dir), "--plots-dir", str(args.plots_dir)]
-    if args.source:
-        prep += ["--source", str(args.source)]
-    recipe = ["--recipe", "fast" if args.fast else "paper"]
-    plan = [("data", data_prep.main, prep)]
-    if "ml-paper" not in args.skip:  # the published settings, to reproduce the table before beating it
-        paper = ["--algo", "all", "--preset", "paper", *common_flags(args, "paper")]
-        plan.append(("classical models, published settings", ml_main.main, paper))
-    if "ml" not in args.skip:
-        plan.append(("classical models, tuned", ml_main.main, ["--algo", "all", *common_flags(args)]))
+def plan(args) -> list[tuple[str, object]]:
+    """(title, function) for every step, in order; each function takes no argument."""
+    common = shared(args)
+    prep = {"dataset": args.dataset, "source": args.source, "data_dir": args.data_dir, "plots_dir": args.plots_dir}
+    steps = [("data", lambda: data_prep.prepare(**prep))]
+    for recipe, step in (("paper", "ml-paper"), ("tuned", "ml-tuned")):
+        if step not in args.skip:
+            configs = ml_main.make_configs(algo="all", recipe=recipe, **common)  # checked now, before any work
+            steps.append((f"classical models, {recipe} settings", lambda c=configs: ml_main.run_all(c)))
     for net in ("mlp", "cnn"):
         if net not in args.skip:
-            net_argv = ["--model", net, *recipe, "--checkpoint-dir", str(args.checkpoint_dir), *common_flags(args)]
-            plan.append((f"network {net}", dl_main.main, net_argv))
-    rep = ["--results-dir", str(args.results_dir), "--plots-dir", str(args.plots_dir), "--data-dir", str(args.data_dir)]
-    if args.update_readme:
-        rep += ["--readme", str(REPO / "README.md")]
-    plan.append(("report", report.main, rep))
-    return plan
+            config = dl_main.make_config(model=net, recipe=args.recipe, **common)
+            steps.append((f"network {net}, {args.recipe} recipe", lambda c=config: run_network(c)))
+    steps.append(("report", lambda: report.make_report(args.dataset, args.data_dir, args.results_dir, args.plots_dir,
+                                                      args.update_readme)))  # fmt: skip
+    return steps
+
+
+def run_network(config: dict) -> None:
+    with dl_main.StopFlag(None) as stop:
+        if dl_main.run_all(config, stop):
+            raise ProjectError("interrupted; finish that network with python dl_main.py --resume and its flags")
 
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
     print_config(vars(args))
-    if args.update_readme and args.dataset != "mnist":
-        raise ProjectError("--update-readme is for the bundled MNIST run only")
-    plan = steps(args)
+    steps = plan(args)
     timings, start = {}, time.perf_counter()
-    for i, (title, fn, step_argv) in enumerate(plan, 1):
-        print(f"\n== [{i}/{len(plan)}] {title}", flush=True)
+    for i, (title, step) in enumerate(steps, 1):
+        print(f"\n== [{i}/{len(steps)}] {title}", flush=True)
         t0 = time.perf_counter()
-        code = fn(step_argv)
+        result = step()
         timings[title] = time.perf_counter() - t0
-        if code:
-            raise ProjectError(f"step '{title}' failed (exit code {code}); see the message above")
+        if title == "report":
+            print(result, end="")
     total = time.perf_counter() - start
-    record = {"config": vars(args), "seconds": timings, "seconds_total": total, "versions": versions("torch")}
-    write_json(Path(args.results_dir) / "experiment" / "timings.json", record)
+    record = {"config": vars(args), "seconds": timings, "seconds_total": total,
+              "versions": versions("torch", "scikit-learn", "scikit-learn-intelex")}  # fmt: skip
+    write_json(Path(args.results_dir) / args.dataset / "experiment" / "timings.json", record)
     print(f"\nexperiment done in {total / 60:.1f} min: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     return 0
 

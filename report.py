@@ -1,10 +1,10 @@
 """Compare this repo's results with the published table: Markdown/CSV table and figures.
 
-    python report.py                          # reads results/*.json, writes results/report.{md,csv} and plots/
-    python report.py --readme README.md       # also refresh the README's results section
+    python report.py                          # MNIST: reads results/mnist/*.json, writes report.{md,csv} and figures
+    python report.py --dataset fashion-mnist  # another dataset's runs
 
-Figures: plots/comparison.png (published vs reproduced accuracy), plots/misclassified.png
-(the best model's errors), plots/confusion_matrices.png (every model).
+Every run record (one per model and setting) is a row. Figures go to plots/<dataset>/: comparison.png
+(published vs reproduced accuracy), misclassified.png (the best model's errors), confusion_matrices.png.
 """
 
 from __future__ import annotations
@@ -17,8 +17,11 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import BUNDLED, class_names, load_split
-from utils import ProjectError, atomic_path, pyplot, read_json, run_cli, savefig
+from sklearn.metrics import ConfusionMatrixDisplay
+
+import cli
+from dataset import BUNDLED, REPO, load_split
+from utils import ProjectError, atomic_path, check_output_dirs, pyplot, read_json, run_cli, savefig
 
 # The published experiment's test accuracies, and what a reader needs to know to compare them.
 PUBLISHED = {"knn": 0.9750, "dt": 0.7596, "svm": 0.9792, "mlp": 0.9386, "cnn": 0.9886}
@@ -36,55 +39,42 @@ COLUMNS = ["model", "setting", "published", "this_repo", "std", "seeds", "n_trai
            "seconds_predict", "notes"]  # fmt: skip
 
 
-def load_results(results_dir: Path) -> list[dict]:
-    # results/paper/ holds the classical models at the published settings (see experiment.py)
-    paths = [*sorted(Path(results_dir).glob("paper/*.json")), *sorted(Path(results_dir).glob("*.json"))]
-    paths = [p for p in paths if p.stem not in NOT_RESULTS]
-    records = [read_json(p) for p in paths]
-    records = [r for r in records if isinstance(r, dict) and "test_accuracy" in r and "model" in r]
+def load_results(results_dir: Path, dataset: str) -> list[dict]:
+    """Every finished test-set run of ``dataset`` (validation runs are for tuning and are not reported)."""
+    folder = Path(results_dir) / dataset
+    records = [read_json(p) for p in sorted(folder.glob("*.json"))]
+    records = [r for r in records if isinstance(r, dict) and r.get("split") == "test" and "accuracy" in r]
     if not records:
-        raise ProjectError(
-            f"no model results in {results_dir}/; run ml_main.py and dl_main.py (or experiment.py) first"
-        )
+        raise ProjectError(f"no model results in {folder}/; run ml_main.py and dl_main.py (or experiment.py) first")
     rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(records, key=lambda r: (rank.get(r["model"], len(ORDER)), r["model"], setting(r) != "paper"))
+    return sorted(records, key=lambda r: (rank.get(r["model"], len(ORDER)), r["model"], setting(r) != "paper",
+                                          r["name"]))  # fmt: skip
 
 
 def setting(record: dict) -> str:
-    config = record.get("config", {})
-    return str(config.get("preset") or config.get("recipe") or "")
+    """The run's name without its model: the recipe and any setting given explicitly (e.g. paper-epochs2)."""
+    return record["name"].removeprefix(record["model"] + "-")
 
 
 def label(record: dict) -> str:
-    return f"{record['model']} ({setting(record)})" if setting(record) else record["model"]
+    return record["name"]
 
 
 def note(record: dict) -> str:
-    if setting(record) == "fast" and record["model"] in ("knn", "dt", "svm"):
+    if record["config"].get("recipe") == "tuned":
         return "tuned on a validation split held out of the training data (see Classifier.py)"
-    return NOTES.get(record["model"], "")
+    return NOTES.get(record["model"], "") if setting(record) == "paper" else ""
 
 
 def table_rows(records: list[dict], dataset: str) -> list[dict]:
     rows = []
     for r in records:
-        model = r["model"]
-        on_mnist = dataset == "mnist"
-        rows.append(
-            {
-                "model": model,
-                "setting": setting(r),
-                "published": PUBLISHED.get(model) if on_mnist else None,
-                "this_repo": r["test_accuracy"],
-                "std": r.get("test_accuracy_std"),
-                "seeds": len(r.get("seeds") or [r.get("seed")]),
-                "n_train": r.get("n_train"),
-                "n_test": r.get("n_test"),
-                "seconds_train": r.get("seconds_train", r.get("seconds_fit")),
-                "seconds_predict": r.get("seconds_predict"),
-                "notes": note(r) if on_mnist else "",
-            }
-        )
+        published = PUBLISHED.get(r["model"]) if dataset == "mnist" else None
+        rows.append({"model": r["model"], "setting": setting(r), "published": published, "this_repo": r["accuracy"],
+                     "std": r.get("accuracy_std"), "seeds": len(r.get("seeds") or [r.get("seed")]),
+                     "n_train": r.get("n_train"), "n_test": r.get("n_eval"),
+                     "seconds_train": r.get("seconds_train", r.get("seconds_fit")),
+                     "seconds_predict": r.get("seconds_predict"), "notes": note(r) if dataset == "mnist" else ""})  # fmt: skip
     return rows
 
 
@@ -124,21 +114,13 @@ def write_csv(rows: list[dict], path: Path) -> None:
         tmp.write_text(buf.getvalue())
 
 
-def test_labels(record: dict, data_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The test images and labels a record was scored on, rebuilt from its config."""
-    config = record.get("config", {})
-    x, y = load_split(
-        "test",
-        dataset=record.get("dataset", "mnist"),
-        data_dir=data_dir,
-        size=config.get("test_size"),
-        random=bool(config.get("random_subset", False)),
-        seed=config.get("subset_seed", config.get("seed", 0)),
-    )
-    if len(record.get("predictions", [])) != len(y):
-        raise ProjectError(f"results for {record['model']} hold {len(record.get('predictions', []))} predictions "
-                           f"for {len(y)} test images; rerun that model")  # fmt: skip
-    return x, y
+def test_images(record: dict, data_dir: Path) -> np.ndarray:
+    """The test images a record was scored on (its first n_eval), checked against the labels it saved."""
+    x, y = load_split("test", record["dataset"], data_dir, size=record["n_eval"])
+    if not np.array_equal(y, record["labels"]):
+        raise ProjectError(f"{record['name']}: its saved labels differ from the {record['dataset']} test images in "
+                           f"{data_dir}/; the record comes from other data: rerun that model")  # fmt: skip
+    return x
 
 
 def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
@@ -169,7 +151,7 @@ def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
 def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, limit: int = 40) -> int:
     plt = pyplot()
 
-    x, y = test_labels(record, data_dir)
+    x, y = test_images(record, data_dir), np.asarray(record["labels"])
     pred = np.asarray(record["predictions"])
     wrong = np.flatnonzero(pred != y)
     cols = 10
@@ -185,21 +167,18 @@ def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, 
     return len(wrong)
 
 
-def plot_confusions(records: list[dict], data_dir: Path, classes: list, path: Path) -> None:
+def plot_confusions(records: list[dict], classes: list, path: Path) -> None:
     plt = pyplot()
-    from sklearn.metrics import ConfusionMatrixDisplay
-
     cols = min(4, len(records))
     rows = int(np.ceil(len(records) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, r in zip(axes.flat, records, strict=False):
-        _, y = test_labels(r, data_dir)
-        ConfusionMatrixDisplay.from_predictions(y, r["predictions"], labels=list(range(len(classes))), ax=ax,
+        ConfusionMatrixDisplay.from_predictions(r["labels"], r["predictions"], labels=list(range(len(classes))), ax=ax,
                                                 colorbar=False, text_kw={"fontsize": 6})  # fmt: skip
         ax.axis("on")
-        ax.set_title(f"{label(r)}: {100 * r['test_accuracy']:.2f}%")
+        ax.set_title(f"{label(r)}: {100 * r['accuracy']:.2f}%")
     fig.tight_layout()
     savefig(fig, path)
 
@@ -214,38 +193,50 @@ def update_readme(readme: Path, table: str, start="<!-- results:start -->", end=
         tmp.write_text(f"{head}{start}\n{table}{end}{tail}")
 
 
+README_FIGURES = ("comparison.png", "misclassified.png", "confusion_matrices.png", "samples.png",
+                  "curves_cnn-paper.png")  # fmt: skip
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--results-dir", type=Path, default=Path("results"), help="folder of <model>.json files")
-    p.add_argument("--plots-dir", type=Path, default=Path("plots"), help="where the figures go")
+    p.add_argument("--dataset", default="mnist", help="whose runs to report (default: mnist)")
     p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (for the test images)")
-    p.add_argument("--readme", type=Path, help="also replace the results section of this README")
+    cli.add_output_flags(p, checkpoints=False)
+    p.add_argument("--update-readme", action="store_true",
+                   help="also write the table into README.md and copy the figures it shows to plots/ "
+                        "(the only step that changes tracked files)")  # fmt: skip
     return p.parse_args(argv)
+
+
+def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path, update: bool = False) -> str:
+    """Table (Markdown and CSV) and figures from the saved records; returns the Markdown table."""
+    out, figures = Path(results_dir) / dataset, Path(plots_dir) / dataset
+    check_output_dirs({"--results-dir": out, "--plots-dir": figures})
+    records = load_results(results_dir, dataset)
+    classes = records[0]["classes"]
+    rows = table_rows(records, dataset)
+    table = markdown(rows) + mixed_splits_note(rows)
+    with atomic_path(out / "report.md") as tmp:
+        tmp.write_text(f"# Results on {dataset}\n\n{table}")
+    write_csv(rows, out / "report.csv")
+    plot_comparison(rows, figures / "comparison.png", dataset)
+    best = max(records, key=lambda r: r["accuracy"])
+    plot_misclassified(best, data_dir, classes, figures / "misclassified.png")
+    plot_confusions(records, classes, figures / "confusion_matrices.png")
+    if update:
+        update_readme(REPO / "README.md", table)
+        for name in README_FIGURES:
+            if (figures / name).is_file():
+                with atomic_path(REPO / "plots" / name) as tmp:
+                    tmp.write_bytes((figures / name).read_bytes())
+    return table
 
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
-    records = load_results(args.results_dir)
-    datasets = {r.get("dataset", "mnist") for r in records}
-    if len(datasets) > 1:
-        raise ProjectError(f"{args.results_dir}/ mixes datasets {sorted(datasets)}; use one results folder each")
-    dataset = datasets.pop()
-    classes = class_names(dataset, args.data_dir)
-    rows = table_rows(records, dataset)
-    table = markdown(rows) + mixed_splits_note(rows)
-    with atomic_path(args.results_dir / "report.md") as tmp:
-        tmp.write_text(f"# Results on {dataset}\n\n{table}")
-    write_csv(rows, args.results_dir / "report.csv")
-    plot_comparison(rows, args.plots_dir / "comparison.png", dataset)
-    with_predictions = [r for r in records if r.get("predictions")]
-    if with_predictions:
-        best = max(with_predictions, key=lambda r: r["test_accuracy"])
-        plot_misclassified(best, args.data_dir, classes, args.plots_dir / "misclassified.png")
-        plot_confusions(with_predictions, args.data_dir, classes, args.plots_dir / "confusion_matrices.png")
-    if args.readme:
-        update_readme(args.readme, table)
+    table = make_report(args.dataset, args.data_dir, args.results_dir, args.plots_dir, args.update_readme)
     print(table, end="")
-    print(f"wrote {args.results_dir}/report.md, report.csv and figures in {args.plots_dir}/")
+    print(f"wrote {args.results_dir / args.dataset}/report.md, report.csv and figures in {args.plots_dir / args.dataset}/")
     return 0
 
 

@@ -6,22 +6,26 @@ per-image conversion in the hot loop. Train points are accumulated on the device
 
 from __future__ import annotations
 
+import ctypes
 import math
 import os
+import platform
 import time
 
 import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
 
+from dataset import load_splits
+from Network import build_model, has_conv
 from utils import ProjectError, usable_cores
 
 EVAL_BATCH = 1000
-SPLIT_SEED = 0  # the validation split is the same for every training seed
 
 
 # ---------------------------------------------------------------- device and data
 def resolve_device(name: str):
-    import torch
-
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
     if name == "cuda" and not torch.cuda.is_available():
@@ -39,9 +43,6 @@ def keep_freed_memory() -> None:
     in the kernel). PyTorch's CPU tuning guide suggests jemalloc/tcmalloc for this; these two settings
     do the same job without a new dependency. A no-op where the C library is not glibc.
     """
-    import ctypes
-    import platform
-
     if platform.libc_ver()[0] != "glibc":  # macOS, Windows, musl: their allocators differ; nothing to set
         return
     try:
@@ -59,10 +60,6 @@ def native_bf16(device) -> bool:
     Measured on this project's CPU with oneDNN limited to AVX2, a CNN step in bfloat16 was 8x slower than
     in float32 (emulated), and 1.2x slower with AVX-512 but no BF16 instructions; with AVX512-BF16, 1.7x faster.
     """
-    import platform
-
-    import torch
-
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
@@ -85,8 +82,6 @@ def resolve_amp(requested, device) -> bool:
 
 
 def setup_torch(config: dict, device) -> None:
-    import torch
-
     if device.type == "cpu":
         keep_freed_memory()
     torch.set_num_threads(config["threads"] or usable_cores())
@@ -100,21 +95,11 @@ def setup_torch(config: dict, device) -> None:
 
 
 def load_data(config: dict, device) -> dict:
-    """Every split as whole tensors on the device: images float (N, 1, 28, 28) in [0, 1], labels int64."""
-    import torch
+    """The run's splits as whole tensors on the device: images float (N, 1, 28, 28) in [0, 1], labels int64.
 
-    from data_prep import class_names, load_split
-
-    x, y = load_split("train", config["dataset"], config["data_dir"])
-    n_val, n_train = config["val_size"], config["train_size"] or len(y) - config["val_size"]
-    if n_val + n_train > len(y):
-        raise ProjectError(
-            f"--train-size {n_train} plus --val-size {n_val} exceed the {len(y)} training images; choose smaller ones"
-        )
-    # Validation images are a fixed random subset; training images are the first n_train of the rest, in order.
-    order = np.random.default_rng(SPLIT_SEED).permutation(len(y)) if n_val else np.arange(len(y))
-    val_idx, train_idx = np.sort(order[:n_val]), np.sort(order[n_val:])[:n_train]
-    x_test, y_test = load_split("test", config["dataset"], config["data_dir"], size=config["test_size"])
+    ``eval`` is the test set, or the held-out validation images of a tuning run (``eval_split`` says which).
+    """
+    splits = load_splits(config)
 
     def to_device(images, labels):
         pin = device.type == "cuda"
@@ -125,18 +110,12 @@ def load_data(config: dict, device) -> dict:
         xt = xt.contiguous(memory_format=torch.channels_last)
         return xt, yt.to(device, non_blocking=pin)
 
-    data = {"classes": class_names(config["dataset"], config["data_dir"]), "y_test_np": y_test}
-    data["train"] = to_device(x[train_idx], y[train_idx])
-    data["val"] = to_device(x[val_idx], y[val_idx]) if n_val else None
-    data["test"] = to_device(x_test, y_test)
-    return data
+    return {"classes": splits["classes"], "eval_split": splits["eval_split"], "labels": splits["eval"][1],
+            "train": to_device(*splits["train"]), "eval": to_device(*splits["eval"])}  # fmt: skip
 
 
 def augment(x, strength: float):
     """Random affine distortion of a batch on its device: shifts up to 2 px, 10 degrees, 10% scale (x strength)."""
-    import torch
-    import torch.nn.functional as F
-
     n = len(x)
     angle = (torch.rand(n, device=x.device) * 2 - 1) * math.radians(10) * strength
     scale = 1 + (torch.rand(n, device=x.device) * 2 - 1) * 0.1 * strength
@@ -149,10 +128,6 @@ def augment(x, strength: float):
 
 # ---------------------------------------------------------------- model and optimizer
 def build(config: dict, device, total_steps: int):
-    import torch
-
-    from Network import build_model, has_conv
-
     model = build_model(config["model"], config["hidden_size"], config["dropout"], len(config["classes"]))
     if has_conv(model) and device.type != "mps":
         model = model.to(memory_format=torch.channels_last)  # measured 1.4x faster steps on the CPU
@@ -173,9 +148,6 @@ def build(config: dict, device, total_steps: int):
 # ---------------------------------------------------------------- training and evaluation
 def evaluate(model, x, y) -> tuple[float, float, object]:
     """(true mean cross-entropy, accuracy, predicted labels) in eval mode, in large batches."""
-    import torch
-    import torch.nn.functional as F
-
     was_training = model.training
     model.eval()
     loss, preds = torch.zeros((), device=x.device), []
@@ -196,17 +168,12 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 
 def epoch_order(n: int, seed: int, epoch: int, device):
     """The epoch's shuffled order, a function of (seed, epoch) alone, so a resumed run replays it exactly."""
-    import torch
-
     gen = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, epoch]).generate_state(1)[0]))
     return torch.randperm(n, generator=gen).to(device, non_blocking=True)
 
 
 def train_step(model, opt, sched, xb, yb, config: dict):
     """One optimisation step; returns (summed loss, correct predictions, images) as a tensor on the device."""
-    import torch
-    import torch.nn.functional as F
-
     if config["augment"]:
         xb = augment(xb, config["augment"])
     with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=config["amp"]):
@@ -230,9 +197,6 @@ def train(model, opt, sched, data: dict, config: dict, state: dict, save, stop) 
     ``state`` (step, history, the partial log window, timings) is updated in place; ``save()`` writes a
     checkpoint; ``stop()`` says whether to stop after the current step (Ctrl-C, --stop-after).
     """
-    import torch
-    from tqdm import tqdm
-
     x, y = data["train"]
     bs, device = config["batch_size"], x.device
     spe = steps_per_epoch(len(y), bs)
@@ -256,10 +220,10 @@ def train(model, opt, sched, data: dict, config: dict, state: dict, save, stop) 
             state["epoch"] = step / spe
             bar.update()
             if step % log_every == 0:
-                log_train(state, window, step / spe, total, bar)
+                log_train(state, window, step / spe, total, bar, step % config["print_every"] < log_every)
             if step % eval_every == 0 or step == total:
                 seconds = time.perf_counter()
-                final = log_test(model, data, state, step / spe, total, bar, save)
+                final = log_eval(model, data, state, step / spe, total, bar)
                 state["seconds_eval"] += time.perf_counter() - seconds
             state["seconds_train"] = time.perf_counter() - start
             if stop():
@@ -276,37 +240,33 @@ def point(step: int, epoch: float, loss: float, accuracy: float) -> dict:
     return {"step": step, "epoch": round(epoch, 4), "loss": loss, "accuracy": accuracy}
 
 
-def log_train(state: dict, window, epoch: float, total: int, bar) -> None:
-    """A train point: the mean loss and accuracy over the steps since the last one, with one console line."""
+def log_train(state: dict, window, epoch: float, total: int, bar, show: bool) -> None:
+    """A train point: the mean loss and accuracy over the steps since the last one (a console line if ``show``)."""
     loss_sum, correct, seen = window.tolist()
     window.zero_()
     if not math.isfinite(loss_sum):
         raise ProjectError(
-            f"the training loss became {loss_sum} at step {state['step']}; lower --lr (no results written)"
+            f"the training loss became {loss_sum} at step {state['step']}; lower --lr "
+            "(no results written, the last checkpoint kept)"
         )
     state["history"]["train"].append(point(state["step"], epoch, loss_sum / seen, correct / seen))
-    bar.write(f"step {state['step']}/{total} epoch {epoch:.2f} | train loss {loss_sum / seen:.4f} "
-              f"acc {100 * correct / seen:.2f}%")  # fmt: skip
+    if show:
+        bar.write(f"step {state['step']}/{total} epoch {epoch:.2f} | train loss {loss_sum / seen:.4f} "
+                  f"acc {100 * correct / seen:.2f}%")  # fmt: skip
 
 
-def log_test(model, data: dict, state: dict, epoch: float, total: int, bar, save) -> tuple:
-    """A test point (and a validation point, keeping the best-on-validation checkpoint) with one console line.
+def log_eval(model, data: dict, state: dict, epoch: float, total: int, bar) -> tuple:
+    """An evaluation point (test set, or validation images in a tuning run) with one console line.
 
-    Returns the test (loss, accuracy, predictions, seconds taken to evaluate the test set).
+    Returns (loss, accuracy, predictions, seconds taken to evaluate).
     """
     start = time.perf_counter()
-    loss, acc, pred = evaluate(model, *data["test"])
+    loss, acc, pred = evaluate(model, *data["eval"])
     seconds = time.perf_counter() - start
     if not math.isfinite(loss):
-        raise ProjectError(f"the test loss became {loss} at step {state['step']}; lower --lr (no results written)")
-    state["history"]["test"].append(point(state["step"], epoch, loss, acc))
-    line = f"step {state['step']}/{total} epoch {epoch:.2f} | test loss {loss:.4f} acc {100 * acc:.2f}%"
-    if data["val"] is not None:
-        v_loss, v_acc, _ = evaluate(model, *data["val"])
-        state["history"]["val"].append(point(state["step"], epoch, v_loss, v_acc))
-        line += f" | val acc {100 * v_acc:.2f}%"
-        if state["best_val"] is None or v_acc > state["best_val"]["val_accuracy"]:
-            state["best_val"] = {"step": state["step"], "val_accuracy": v_acc}
-            save(best=True)
-    bar.write(line + f" | {state['seconds_train']:.0f}s")
+        raise ProjectError(f"the {data['eval_split']} loss became {loss} at step {state['step']}; lower --lr "
+                           "(no results written, the last checkpoint kept)")  # fmt: skip
+    state["history"][data["eval_split"]].append(point(state["step"], epoch, loss, acc))
+    bar.write(f"step {state['step']}/{total} epoch {epoch:.2f} | {data['eval_split']} loss {loss:.4f} "
+              f"acc {100 * acc:.2f}% | {state['seconds_train']:.0f}s")  # fmt: skip
     return loss, acc, pred, seconds

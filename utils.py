@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import errno
 import json
 import os
 import platform
+import re
+import shutil
 import sys
 import tempfile
 from importlib import metadata
@@ -53,43 +56,100 @@ def run_cli(main_fn, argv=None) -> int:
         return 1
 
 
+def temp_name(path: Path) -> str:
+    """A hidden temporary name beside ``path`` that carries this process's id, so a later run can tell a file
+    left by a killed run (its process is gone) from one that a running process is still writing."""
+    return f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}.tmp{path.suffix}"
+
+
+TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{6}\.tmp")
+
+
+def remove_stale_temps(*folders: Path) -> None:
+    """Delete temporary files that killed runs left in ``folders`` (their process no longer exists)."""
+    for folder in map(Path, folders):
+        for path in folder.glob(".*.tmp*") if folder.is_dir() else ():
+            match = TEMP_PATTERN.match(path.name)
+            if match and not process_alive(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else (or we cannot tell): leave its file alone
+    return True
+
+
+def write_error(path: Path, exc: OSError) -> ProjectError:
+    """One line for a failed write, naming the file and the cause."""
+    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied"}  # fmt: skip
+    cause = causes.get(exc.errno, exc.strerror or str(exc))
+    return ProjectError(f"cannot write {path}: {cause}; free some space or choose another output folder")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """Yield a temporary path beside ``path``; rename it over ``path`` only on success.
+    """The one way files are written: yield a temporary path beside ``path``; on success flush it to disk and
+    rename it over ``path``; on any failure remove it.
 
-    A run that is interrupted (exception, Ctrl-C) leaves nothing under the final
-    name, so a later run can never mistake a half-written file for a good one.
+    A run that is interrupted (exception, Ctrl-C, a full disk) leaves nothing under the final name, so a later
+    run can never mistake a half-written file for a good one; an ``OSError`` becomes one line naming the file.
     """
     path = Path(path)
+    tmp = path.parent / temp_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp" + path.suffix)
-    except OSError as exc:
-        raise ProjectError(
-            f"cannot write to {path.parent}/: {exc.strerror or exc}; choose a writable output folder"
-        ) from None
-    os.close(fd)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600 files; give the usual permissions
-    try:
-        yield Path(tmp)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~umask))
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data is on disk before the name points at it
+        finally:
+            os.close(fd)
         os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-
-
-def check_writable(folder: Path, flag: str) -> None:
-    """Fail before minutes of training, not after, when an output folder cannot be written."""
-    try:
-        Path(folder).mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryFile(dir=folder):
-            pass
     except OSError as exc:
-        raise ProjectError(
-            f"cannot write to {folder}/: {exc.strerror or exc}; choose a writable folder with {flag}"
-        ) from None
+        raise write_error(path, exc) from None
+    except RuntimeError as exc:  # torch.save reports a failed write as RuntimeError ("enforce fail ...")
+        if "enforce fail" not in str(exc):
+            raise
+        raise write_error(path, OSError(errno.EIO, "the write failed (disk full?)")) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+MIN_FREE_MB = 50  # room that a run needs for its records, figures and checkpoints
+
+
+def check_output_dirs(folders: dict) -> None:
+    """Fail before any work, not after minutes of training, when an output folder cannot be written.
+
+    ``folders`` maps the flag that chooses a folder to the folder. Each is created, written to, checked for
+    free space, and cleaned of the temporary files a killed run left there.
+    """
+    for flag, folder in folders.items():
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder) as f:
+                f.write(b"x")
+                f.flush()
+            free_mb = shutil.disk_usage(folder).free / 2**20
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ProjectError(f"cannot write to {folder}/: {reason}; choose a writable folder with {flag}") from None
+        if free_mb < MIN_FREE_MB:
+            raise ProjectError(f"only {free_mb:.0f} MB free in {folder}/; free some space or choose another {flag}")
+        remove_stale_temps(folder)
 
 
 def write_json(path, obj) -> None:
@@ -190,18 +250,18 @@ def summarize_seeds(records: list[dict]) -> dict:
     """Merge the records of one model run with several seeds into one record.
 
     The merged record keeps the first run's fields (config, predictions, history), sets
-    ``test_accuracy`` and the timings to the mean over seeds, and adds ``test_accuracy_std``
+    ``accuracy`` and the timings to the mean over seeds, and adds ``accuracy_std``
     (sample standard deviation; None for a single run) and ``runs`` (per-seed figures).
     """
     import statistics
 
-    keys = ("seed", "test_accuracy", "seconds_fit", "seconds_train", "seconds_predict")
+    keys = ("seed", "accuracy", "seconds_fit", "seconds_train", "seconds_predict")
     merged = dict(records[0])
     merged["runs"] = [{k: r[k] for k in keys if k in r} for r in records]
     for key in keys[1:]:
         if key in merged:
             merged[key] = statistics.fmean(r[key] for r in records)
-    accs = [r["test_accuracy"] for r in records]
-    merged["test_accuracy_std"] = statistics.stdev(accs) if len(accs) > 1 else None
+    accs = [r["accuracy"] for r in records]
+    merged["accuracy_std"] = statistics.stdev(accs) if len(accs) > 1 else None
     merged["seeds"] = [r["seed"] for r in records]
     return merged

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from data_prep import BUNDLED, IDX_NAMES, prepare
+from data_prep import prepare
+from dataset import BUNDLED, IDX_NAMES
 
 SMALL_TRAIN, SMALL_TEST = 300, 100
 

@@ -12,8 +12,11 @@ import pytest
 
 import data_prep
 from conftest import SMALL_TEST, SMALL_TRAIN, write_idx, write_source
-from data_prep import IDX_NAMES, load_split, main, prepare, read_json_split, read_sums, sha256
+from data_prep import main, prepare, read_json_split, read_sums
+from dataset import DATASETS, IDX_NAMES, load_split, sha256, train_val_indices
 from utils import ProjectError
+
+DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def run_cli(capsys, *args):
@@ -71,7 +74,7 @@ def test_json_format_and_round_trip(small_source, tmp_path):
         x, y = read_json_split(data_dir / "tiny" / f"{split}.json")
         xc, yc = load_split(split, dataset="tiny", data_dir=data_dir)
         assert np.array_equal(x, xc) and np.array_equal(y, yc)
-    assert (tmp_path / "samples_tiny.png").stat().st_size > 10_000
+    assert (tmp_path / "tiny" / "samples.png").stat().st_size > 10_000
 
 
 def test_uncompressed_source_and_folder_name(small_arrays, tmp_path, capsys):
@@ -88,11 +91,9 @@ def test_subset_selection(full_mnist):
     x, y = load_split("train", data_dir=data_dir)
     xf, yf = load_split("train", data_dir=data_dir, size=6000)
     assert np.array_equal(xf, x[:6000]) and np.array_equal(yf, y[:6000])
-    xr, yr = load_split("test", data_dir=data_dir, size=1000, random=True, seed=3)
-    xr2, yr2 = load_split("test", data_dir=data_dir, size=1000, random=True, seed=3)
-    _, yr3 = load_split("test", data_dir=data_dir, size=1000, random=True, seed=4)
-    assert np.array_equal(xr, xr2) and np.array_equal(yr, yr2) and not np.array_equal(yr, yr3)
-    assert len(set(np.bincount(yr, minlength=10))) > 1 and len(yr) == 1000
+    train, val = train_val_indices(60000, 5000, 10000)  # the one validation split of both mains
+    assert len(val) == 10000 and len(train) == 5000 and not set(train) & set(val)
+    assert np.array_equal(val, train_val_indices(60000, None, 10000)[1])  # the same draw whatever the train size
     with pytest.raises(ProjectError, match="asked for 10001 images but the mnist test split has 10000"):
         load_split("test", data_dir=data_dir, size=10001)
     with pytest.raises(ProjectError, match="choose a size from 1"):
@@ -168,13 +169,13 @@ def test_truncated_idx_content(small_source, tmp_path, capsys):
     content = gzip.decompress(victim.read_bytes())
     victim.write_bytes(gzip.compress(content[:-100]))
     code, _, err = run_cli(capsys, "--source", small_source, "--data-dir", tmp_path / "d")
-    assert_clean_failure(code, err, "header promises", "truncated or corrupt")
+    assert_clean_failure(code, err, "not a valid IDX images file", "truncated, corrupt")
 
 
 def test_wrong_magic_number(small_source, small_arrays, tmp_path, capsys):
     write_idx(small_source / "train-images-idx3-ubyte", small_arrays["x_train"], magic=0x801)
     code, _, err = run_cli(capsys, "--source", small_source, "--data-dir", tmp_path / "d")
-    assert_clean_failure(code, err, "wrong IDX magic number", "0x00000801")
+    assert_clean_failure(code, err, "not a valid IDX images file")
 
 
 def test_counts_disagree(small_source, small_arrays, tmp_path, capsys):
@@ -211,7 +212,7 @@ def test_malformed_cache(small_source, tmp_path):
     prepare("tiny", source=small_source, data_dir=tmp_path, plots_dir=tmp_path, write_json_files=False, quiet=True)
     cache = tmp_path / "tiny" / "cache.npz"
     cache.write_bytes(cache.read_bytes()[:1000])
-    with pytest.raises(ProjectError, match="unreadable or malformed.*--force"):
+    with pytest.raises(ProjectError, match="differs from what data_prep.py recorded.*--force"):
         load_split("train", dataset="tiny", data_dir=tmp_path)
 
 
@@ -225,7 +226,7 @@ def test_json_written_after_a_no_json_build(small_source, tmp_path):
 
 
 def test_unprepared_data_dir_is_an_error_not_a_new_copy(tmp_path):
-    with pytest.raises(ProjectError, match="no prepared mnist data in .*run python data_prep.py"):
+    with pytest.raises(ProjectError, match="cannot use the mnist data in .*not been built; run python data_prep.py"):
         load_split("train", data_dir=tmp_path / "typo")
     assert not (tmp_path / "typo").exists()
 
@@ -242,9 +243,63 @@ def test_download_failure_points_to_source(tmp_path, monkeypatch, capsys):
 
 
 def test_bad_dataset_name(capsys):
-    with pytest.raises(SystemExit) as exc:
-        main(["--dataset", "Bad Name!"])
-    assert exc.value.code == 2 and "--dataset" in capsys.readouterr().err
+    code, _, err = run_cli(capsys, "--dataset", "Bad Name!")
+    assert_clean_failure(code, err, "--dataset 'Bad Name!'")
+
+
+# ---------------------------------------------------------------- a tampered cache is never used
+def tamper(npz_path, change):
+    with np.load(npz_path) as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    change(arrays)
+    with open(npz_path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("change", [
+    lambda a: a.update(y_train=(a["y_train"] + 1) % 10),  # labels shifted
+    lambda a: a["x_test"].__setitem__(0, 255 - a["x_test"][0]),  # an image changed
+    lambda a: a.update(x_train=a["x_test"], y_train=a["y_test"], x_test=a["x_train"], y_test=a["y_train"]),
+])  # fmt: skip
+def test_tampered_cache_is_refused(small_source, tmp_path, change):
+    prepare("tiny", source=small_source, data_dir=tmp_path, plots_dir=tmp_path, write_json_files=False, quiet=True)
+    good = load_split("train", "tiny", tmp_path)
+    tamper(tmp_path / "tiny" / "cache.npz", change)
+    with pytest.raises(ProjectError, match="differs from what data_prep.py recorded"):
+        load_split("train", "tiny", tmp_path)  # not a bundled dataset: refused with one line
+    assert good[0].shape[1:] == (28, 28)
+
+
+def test_tampered_bundled_cache_is_rebuilt(bundled_copy, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr("dataset.BUNDLED", bundled_copy)
+    monkeypatch.setattr("data_prep.BUNDLED", bundled_copy)
+    x, y = load_split("test", data_dir=bundled_copy, size=100)  # built on first use
+    tamper(bundled_copy / "mnist" / "cache.npz", lambda a: a.update(y_test=(a["y_test"] + 1) % 10))
+    x2, y2 = load_split("test", data_dir=bundled_copy, size=100)
+    assert "rebuilding" in capsys.readouterr().out
+    assert np.array_equal(y, y2) and np.array_equal(x, x2)
+
+
+def test_swapped_known_files_are_refused(tmp_path, capsys):
+    src = tmp_path / "swapped"
+    src.mkdir()
+    for name in ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"):
+        other = name.replace("train", "t10k")
+        (src / f"{name}.gz").write_bytes((DATA / f"{other}.gz").read_bytes())
+        (src / f"{other}.gz").write_bytes((DATA / f"{name}.gz").read_bytes())
+    code, _, err = run_cli(capsys, "--dataset", "mnist", "--source", src, "--data-dir", tmp_path / "d", "--no-json")
+    assert_clean_failure(code, err, "not the original mnist files")
+    assert not (tmp_path / "d" / "mnist" / "cache.npz").exists()
+
+
+def test_killed_build_leaves_nothing_behind(small_source, tmp_path, capsys):
+    out = tmp_path / "d" / "tiny"
+    out.mkdir(parents=True)
+    stale = out / ".cache.npz.999999999.abcdef.tmp.npz"  # a temporary file whose process is gone
+    stale.write_bytes(b"x" * 1000)
+    code, _, _ = run_cli(capsys, "--source", small_source, "--dataset", "tiny", "--data-dir", tmp_path / "d",
+                         "--plots-dir", tmp_path, "--no-json")  # fmt: skip
+    assert code == 0 and not stale.exists()
 
 
 def test_importing_does_nothing(tmp_path):

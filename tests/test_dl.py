@@ -15,12 +15,12 @@ import torch.nn.functional as F
 
 import dl_main
 from checkpoint import load_model
-from data_prep import load_split
+from dataset import load_split
 from Network import build_model
 
 # The classical models' record schema, plus what the networks add.
-RECORD_KEYS = """model dataset test_accuracy n_train n_test seconds_train seconds_predict config seed versions
-                 predictions per_class history checkpoint device test_loss""".split()
+RECORD_KEYS = """model name dataset accuracy split n_train n_eval seconds_train seconds_predict config seed versions
+                 predictions labels classes per_class history checkpoint device loss""".split()
 
 
 @pytest.fixture
@@ -30,7 +30,8 @@ def run(full_mnist, tmp_path):
 
     def _run(*flags, train=300, test=200, folder="out"):
         out = tmp_path / folder
-        argv = ["--data-dir", str(data_dir), "--train-size", str(train), "--test-size", str(test),
+        sizes = ["--train-size", str(train)] + (["--test-size", str(test)] if test else [])
+        argv = ["--data-dir", str(data_dir), *sizes,
                 "--results-dir", str(out / "results"), "--plots-dir", str(out / "plots"),
                 "--checkpoint-dir", str(out / "ckpt"), *map(str, flags)]  # fmt: skip
         return dl_main.main(argv), out
@@ -38,8 +39,21 @@ def run(full_mnist, tmp_path):
     return _run
 
 
+def only(folder, pattern):
+    """The one file matching ``pattern`` (run names carry every explicitly given setting)."""
+    found = sorted(folder.glob(pattern))
+    assert len(found) == 1, found
+    return found[0]
+
+
 def result(out, model="cnn"):
-    return json.loads((out / "results" / f"{model}.json").read_text())
+    return json.loads(only(out / "results" / "mnist", f"{model}-*.json").read_text())
+
+
+def ckpt_path(out, model="cnn"):
+    found = sorted((out / "ckpt" / "mnist").glob(f"{model}-*.pt"), key=lambda p: len(p.name))
+    assert found, "no checkpoint"
+    return found[0]  # the first seed's; later seeds add -seed<S>
 
 
 @pytest.mark.parametrize("name", ["mlp", "cnn"])
@@ -62,18 +76,19 @@ def test_cnn_is_the_published_architecture():
 def test_short_training_beats_floor(run, name, lr, epochs):
     code, out = run("--model", name, "--lr", lr, "--epochs", epochs, "--eval-every", 0, train=3000, test=500)
     assert code == 0
-    assert result(out, name)["test_accuracy"] > 0.8  # chance is 0.10
+    assert result(out, name)["accuracy"] > 0.8  # chance is 0.10
 
 
 def test_log_cadence(run, capsys):
     # 300 images in batches of 10: 30 steps an epoch, 60 in all.
-    code, out = run("--model", "mlp", "--epochs", 2, "--batch-size", 10, "--log-every", 7, "--eval-every", 25)
+    code, out = run("--model", "mlp", "--epochs", 2, "--batch-size", 10, "--log-every", 7, "--eval-every", 25,
+                    "--print-every", 21)  # fmt: skip
     assert code == 0
     history = result(out, "mlp")["history"]
     assert [p["step"] for p in history["train"]] == [7, 14, 21, 28, 35, 42, 49, 56]
     assert [p["step"] for p in history["test"]] == [25, 50, 60]  # every 25 steps, and the final model
-    lines = capsys.readouterr().out.splitlines()  # one console line at each log point, as published
-    assert [line.split("/")[0] for line in lines if "train loss" in line] == [f"step {s}" for s in range(7, 57, 7)]
+    lines = capsys.readouterr().out.splitlines()  # the record keeps every point; the console every 21 steps
+    assert [line.split("/")[0] for line in lines if "train loss" in line] == ["step 21", "step 42"]
     assert [line.split("/")[0] for line in lines if "test loss" in line] == ["step 25", "step 50", "step 60"]
     assert history["test"][-1]["epoch"] == 2.0
     assert history["val"] == []
@@ -84,37 +99,34 @@ def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     assert code == 0
     rec = result(out)
     assert set(RECORD_KEYS) <= set(rec), set(RECORD_KEYS) - set(rec)
-    assert (rec["n_train"], rec["n_test"], len(rec["predictions"])) == (300, 200, 200)
-    assert 0 <= rec["test_accuracy"] <= 1 and rec["config"]["batch_size"] == 30
+    assert (rec["n_train"], rec["n_eval"], len(rec["predictions"])) == (300, 200, 200)
+    assert 0 <= rec["accuracy"] <= 1 and rec["config"]["batch_size"] == 30
     assert set(rec["per_class"]) == {str(i) for i in range(10)}
-    assert (out / "plots" / "curves_cnn.png").stat().st_size > 0
-    assert (out / "plots" / "confusion_cnn.png").stat().st_size > 0
-    ckpt = torch.load(out / "ckpt" / "cnn.pt", weights_only=True)
+    assert only(out / "plots" / "mnist", "curves_cnn-*.png").stat().st_size > 0
+    assert only(out / "plots" / "mnist", "confusion_cnn-*.png").stat().st_size > 0
+    ckpt = torch.load(ckpt_path(out), weights_only=True)
     assert {"model", "optimizer", "step", "epoch", "config", "rng"} <= set(ckpt) and ckpt["step"] == 10
-    assert not (out / "ckpt" / "cnn_best.pt").exists()  # only with a validation split
 
     # The checkpoint is the final model: reloaded, it makes exactly the recorded predictions.
-    model, config = load_model(out / "ckpt" / "cnn.pt")
+    model, config = load_model(ckpt_path(out))
     assert not model.training and config["model"] == "cnn"
     x, y = load_split("test", data_dir=full_mnist[0], size=200)
     with torch.inference_mode():
         logits = model(torch.from_numpy(x).float().div(255).unsqueeze(1))
     pred = logits.argmax(1).numpy()
     assert pred.tolist() == rec["predictions"]
-    assert rec["test_accuracy"] == pytest.approx(float(np.mean(pred == y)))
+    assert rec["accuracy"] == pytest.approx(float(np.mean(pred == y)))
     # The true mean loss over the test images (the original divided a sum of batch means by 10000).
-    assert rec["test_loss"] == pytest.approx(F.cross_entropy(logits, torch.from_numpy(y)).item(), rel=1e-4)
+    assert rec["loss"] == pytest.approx(F.cross_entropy(logits, torch.from_numpy(y)).item(), rel=1e-4)
 
 
-def test_validation_split_keeps_a_best_checkpoint(run):
-    code, out = run("--model", "mlp", "--epochs", 2, "--val-size", 100, "--eval-every", 10)
+def test_validation_run_never_touches_the_test_set(run):
+    code, out = run("--model", "mlp", "--epochs", 2, "--val-size", 100, "--eval-every", 10, test=None)
     assert code == 0
     rec = result(out, "mlp")
-    assert rec["n_train"] == 300 and rec["n_val"] == 100
-    assert len(rec["history"]["val"]) == len(rec["history"]["test"]) == 2
-    assert (out / "ckpt" / "mlp_best.pt").exists()
-    best = max(rec["history"]["val"], key=lambda p: p["accuracy"])
-    assert rec["best_val"]["step"] == best["step"]
+    assert rec["name"].endswith("-val") and rec["split"] == "val"
+    assert rec["n_train"] == 300 and rec["n_eval"] == 100 and len(rec["labels"]) == 100
+    assert len(rec["history"]["val"]) == 2 and rec["history"]["test"] == []
 
 
 def test_resume_equals_uninterrupted_run(run):
@@ -124,14 +136,14 @@ def test_resume_equals_uninterrupted_run(run):
     assert code == 0
     code, parts = run(*flags, "--stop-after", 7, folder="parts")  # mid-epoch and mid-log-window
     assert code == 0 and not (parts / "results" / "cnn.json").exists()
-    assert torch.load(parts / "ckpt" / "cnn.pt", weights_only=True)["step"] == 7
-    code, parts = run("--model", "cnn", "--resume", "--stop-after", 11, folder="parts")  # settings from the checkpoint
+    assert torch.load(ckpt_path(parts), weights_only=True)["step"] == 7
+    code, parts = run(*flags, "--resume", "--stop-after", 11, folder="parts")
     assert code == 0
-    code, parts = run("--model", "cnn", "--resume", folder="parts")
+    code, parts = run(*flags, "--resume", folder="parts")
     assert code == 0
     a, b = result(whole), result(parts)
     assert a["predictions"] == b["predictions"]
-    assert (a["test_accuracy"], a["test_loss"]) == (b["test_accuracy"], b["test_loss"])
+    assert (a["accuracy"], a["loss"]) == (b["accuracy"], b["loss"])
     assert a["history"] == b["history"]
 
 
@@ -149,8 +161,8 @@ def test_seeds_are_merged(run):
     code, out = run("--model", "mlp", "--epochs", 1, "--seed", 3, "--seeds", 2)
     assert code == 0
     rec = result(out, "mlp")
-    assert rec["seeds"] == [3, 4] and len(rec["runs"]) == 2 and rec["test_accuracy_std"] is not None
-    assert (out / "ckpt" / "mlp.pt").exists() and (out / "ckpt" / "mlp_seed4.pt").exists()
+    assert rec["seeds"] == [3, 4] and len(rec["runs"]) == 2 and rec["accuracy_std"] is not None
+    assert ckpt_path(out, "mlp").exists() and only(out / "ckpt" / "mnist", "mlp-*-seed4.pt").exists()
 
 
 def test_resume_keeps_every_seed(run):
@@ -158,12 +170,12 @@ def test_resume_keeps_every_seed(run):
     code, whole = run(*flags)
     assert code == 0
     code, parts = run(*flags, "--stop-after", 15, folder="parts")  # 10 steps a seed: stops inside the second
-    assert code == 0 and not (parts / "results" / "mlp.json").exists()
-    code, parts = run("--model", "mlp", "--resume", folder="parts")  # no --seeds: the checkpoint's 2
+    assert code == 0 and not list((parts / "results").rglob("*.json"))
+    code, parts = run(*flags, "--resume", folder="parts")
     assert code == 0
     rec, expected = result(parts, "mlp"), result(whole, "mlp")
-    assert rec["seeds"] == [3, 4] and rec["test_accuracy_std"] is not None
-    assert [r["test_accuracy"] for r in rec["runs"]] == [r["test_accuracy"] for r in expected["runs"]]
+    assert rec["seeds"] == [3, 4] and rec["accuracy_std"] is not None
+    assert [r["accuracy"] for r in rec["runs"]] == [r["accuracy"] for r in expected["runs"]]
 
 
 def test_ctrl_c_saves_a_checkpoint_and_curves(run):
@@ -174,9 +186,9 @@ def test_ctrl_c_saves_a_checkpoint_and_curves(run):
     finally:
         timer.cancel()
     assert code == 130
-    assert torch.load(out / "ckpt" / "cnn.pt", weights_only=True)["step"] > 0
-    assert (out / "plots" / "curves_cnn.png").exists()
-    assert not (out / "results" / "cnn.json").exists()
+    assert torch.load(ckpt_path(out), weights_only=True)["step"] > 0
+    assert only(out / "plots" / "mnist", "curves_cnn-*.png").exists()
+    assert not list((out / "results").rglob("*.json"))
 
 
 @pytest.mark.parametrize(
@@ -186,7 +198,6 @@ def test_ctrl_c_saves_a_checkpoint_and_curves(run):
         (["--epochs", "-1"], "--epochs: must be > 0"),
         (["--lr", "0"], "--lr: must be > 0"),
         (["--lr", "nan"], "--lr: must be > 0"),
-        (["--dropout", "1"], "--dropout must be in [0, 1)"),
         (["--momentum", "-0.5"], "--momentum: must be >= 0"),
         (["--weight-decay", "nan"], "--weight-decay: must be >= 0"),
         (["--augment", "-3"], "--augment: must be >= 0"),
@@ -207,7 +218,7 @@ def fails_cleanly(capsys, code_out, message, model="cnn"):
     err = capsys.readouterr().err.strip()
     assert code == 1
     assert message in err and len(err.splitlines()) == 1, err
-    assert not (out / "results" / f"{model}.json").exists()
+    assert not list((out / "results").rglob("*.json"))
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
@@ -228,7 +239,10 @@ def test_nan_loss(run, capsys):
 
 
 def test_sizes_too_large(run, capsys):
-    fails_cleanly(capsys, run("--val-size", 59_900), "exceed the 60000 training images")
+    fails_cleanly(capsys, run("--val-size", 59_900, test=None), "only 100 training images are left")
+    fails_cleanly(capsys, run("--val-size", 60_000, test=None), "leaves none of the 60000 training images")
+    fails_cleanly(capsys, run("--val-size", 100), "--test-size does nothing with --val-size")
+    fails_cleanly(capsys, run("--dropout", 1), "--dropout must be in [0, 1)")
 
 
 def test_resume_without_checkpoint(run, capsys):
@@ -238,21 +252,41 @@ def test_resume_without_checkpoint(run, capsys):
 def test_wrong_checkpoints(run, capsys, tmp_path):
     code, out = run("--model", "mlp", "--epochs", 1)
     assert code == 0
-    ckpt = out / "ckpt"
-    shutil.copy(ckpt / "mlp.pt", ckpt / "cnn.pt")
-    fails_cleanly(capsys, run("--model", "cnn", "--resume"), "holds a 'mlp' network, not 'cnn'")
-    (out / "results" / "mlp.json").unlink()
-    fails_cleanly(capsys, run("--model", "mlp", "--hidden-size", 64, "--resume"), "--hidden-size 64 differs", "mlp")
-
-    # A checkpoint whose weights do not fit the shape its config describes.
-    saved = torch.load(ckpt / "mlp.pt", weights_only=True)
-    saved["config"]["hidden_size"] = 64
-    torch.save(saved, ckpt / "bad_shape.pt")
-    (ckpt / "garbage.pt").write_bytes(b"not a checkpoint")
-    for name, message in [("bad_shape.pt", "does not fit a mlp"), ("garbage.pt", "not a readable checkpoint"),
-                          ("missing.pt", "no checkpoint at")]:  # fmt: skip
+    path = ckpt_path(out, "mlp")
+    saved = torch.load(path, weights_only=True)
+    only(out / "results" / "mnist", "*.json").unlink()
+    for key in ("optimizer", "rng"):  # a checkpoint without its training state cannot be resumed
+        torch.save({k: v for k, v in saved.items() if k != key}, path)
+        fails_cleanly(capsys, run("--model", "mlp", "--epochs", 1, "--resume"), f"lacks its training state ({key}")
+    # Checkpoints whose config or weights do not describe a network of this repo are refused.
+    bad = {"bad_shape.pt": ({**saved, "config": {**saved["config"], "hidden_size": 64}}, "does not fit a mlp"),
+           "huge.pt": ({**saved, "config": {**saved["config"], "hidden_size": 10**15}}, "refused"),
+           "negative.pt": ({**saved, "config": {**saved["config"], "hidden_size": -5}}, "refused"),
+           "nan.pt": ({**saved, "model": {k: v * float("nan") for k, v in saved["model"].items()}}, "non-finite")}  # fmt: skip
+    for name, (ckpt, _) in bad.items():
+        torch.save(ckpt, path.parent / name)
+    (path.parent / "garbage.pt").write_bytes(b"not a checkpoint")
+    cases = [(n, m) for n, (_, m) in bad.items()] + [("garbage.pt", "refused"), ("missing.pt", "no checkpoint at")]
+    for name, message in cases:
         with pytest.raises(dl_main.ProjectError, match=message):
-            load_model(ckpt / name)
+            load_model(path.parent / name)
+
+
+def test_nan_weights_never_replace_a_good_checkpoint(run, capsys):
+    code, out = run("--model", "mlp", "--epochs", 1)
+    assert code == 0
+    good = ckpt_path(out, "mlp").read_bytes()
+    code, _ = run("--model", "mlp", "--epochs", 2, "--lr", 1e30, "--log-every", 1000, "--eval-every", 1000)
+    err = capsys.readouterr().err
+    assert code == 1 and ("non-finite" in err or "became nan" in err), err
+    assert ckpt_path(out, "mlp").read_bytes() == good
+    for path in (out / "ckpt" / "mnist").glob("*.pt"):  # no checkpoint with NaN weights was written at all
+        weights = torch.load(path, weights_only=True)["model"]
+        assert all(w.isfinite().all() for w in weights.values()), path
+
+
+def test_nothing_to_train_on(run, capsys):
+    fails_cleanly(capsys, run("--model", "mlp", "--recipe", "fast", train=1), "make no batch")
 
 
 @pytest.mark.parametrize("native", [True, False])

@@ -11,23 +11,25 @@ from sklearn.svm import SVC
 import Classifier
 import ml_main
 from Classifier import REGISTRY, build, deskew, pixel_moments, settings
-from data_prep import load_split
+from dataset import load_split
 
 TRAIN, TEST = 2000, 500
 # Accuracy on the first 500 test images after fitting the first 2000 training images (chance: 10%).
 # The floors sit a few points under what each model scores, so a real regression fails them.
 FLOORS = {
-    "fast": {"knn": 0.90, "dt": 0.72, "svm": 0.94, "logreg": 0.88, "pca-svm": 0.93, "rf": 0.90},
+    "tuned": {"knn": 0.90, "dt": 0.72, "svm": 0.94, "logreg": 0.88, "pca-svm": 0.93, "rf": 0.90},
     "paper": {"knn": 0.84, "dt": 0.66, "svm": 0.90, "logreg": 0.84, "pca-svm": 0.90, "rf": 0.88},
 }
-RECORD_KEYS = {"model", "dataset", "test_accuracy", "n_train", "n_test", "seconds_fit", "seconds_predict", "config",
-               "seed", "versions", "predictions", "per_class", "runs", "test_accuracy_std", "seeds",
-               "estimator"}  # fmt: skip
+RECORD_KEYS = {"model", "name", "dataset", "accuracy", "split", "n_train", "n_eval", "seconds_fit", "seconds_predict",
+               "config", "seed", "versions", "predictions", "labels", "classes", "per_class", "runs", "accuracy_std",
+               "seeds", "estimator"}  # fmt: skip
+INTELEX = Classifier.intelex_available()
 
 
 def run(capsys, data_dir, out, *args):
     """Run ml_main's CLI on the test data; return (exit code, stdout, stderr)."""
-    argv = ["--data-dir", data_dir, "--results-dir", out / "results", "--plots-dir", out / "plots", *args]
+    argv = ["--data-dir", data_dir, "--results-dir", out / "results", "--plots-dir", out / "plots",
+            "--checkpoint-dir", out / "ckpt", *args]  # fmt: skip
     code = ml_main.main([str(a) for a in argv])
     captured = capsys.readouterr()
     return code, captured.out, captured.err
@@ -35,41 +37,47 @@ def run(capsys, data_dir, out, *args):
 
 @pytest.fixture(scope="module")
 def all_runs(full_mnist, tmp_path_factory):
-    """Every registered model under both presets, fitted once on the small slice."""
+    """Every registered model under both recipes, fitted once on the small slice."""
     outs = {}
-    for preset in FLOORS:
-        out = tmp_path_factory.mktemp(preset)
-        argv = ["--algo", "all", "--preset", preset, "--train-size", TRAIN, "--test-size", TEST]
-        argv += ["--data-dir", full_mnist[0], "--results-dir", out / "results", "--plots-dir", out / "plots"]
+    for recipe in FLOORS:
+        out = tmp_path_factory.mktemp(recipe)
+        argv = ["--algo", "all", "--recipe", recipe, "--train-size", TRAIN, "--test-size", TEST]
+        argv += ["--data-dir", full_mnist[0], "--results-dir", out / "results", "--plots-dir", out / "plots",
+                 "--checkpoint-dir", out / "ckpt"]  # fmt: skip
         assert ml_main.main([str(a) for a in argv]) == 0
-        outs[preset] = out
+        outs[recipe] = out
     return outs
 
 
 def load_record(out, model):
-    return json.loads((out / "results" / f"{model}.json").read_text())
+    """The one record of ``model`` (its name carries the recipe and every setting given explicitly)."""
+    found = [p for p in (out / "results" / "mnist").glob(f"{model}-*.json") if not p.name.startswith("pca-")
+             or model == "pca-svm"]  # fmt: skip
+    found = [p for p in found if model == "svm" or not p.name.startswith("svm")]
+    assert len(found) == 1, found
+    return json.loads(found[0].read_text())
 
 
-@pytest.mark.parametrize("preset", FLOORS)
+@pytest.mark.parametrize("recipe", FLOORS)
 @pytest.mark.parametrize("model", REGISTRY)
-def test_each_model_beats_its_floor_and_follows_the_schema(all_runs, full_mnist, preset, model):
-    rec = load_record(all_runs[preset], model)
+def test_each_model_beats_its_floor_and_follows_the_schema(all_runs, full_mnist, recipe, model):
+    rec = load_record(all_runs[recipe], model)
     assert RECORD_KEYS <= rec.keys()
     assert rec["model"] == model and rec["dataset"] == "mnist" and rec["seed"] == 0 and rec["seeds"] == [0]
-    assert (rec["n_train"], rec["n_test"]) == (TRAIN, TEST)
-    assert rec["test_accuracy"] >= FLOORS[preset][model], rec["test_accuracy"]
+    assert (rec["n_train"], rec["n_eval"]) == (TRAIN, TEST)
+    assert rec["accuracy"] >= FLOORS[recipe][model], rec["accuracy"]
     _, y_test = load_split("test", data_dir=full_mnist[0], size=TEST)
     assert len(rec["predictions"]) == TEST
-    assert rec["test_accuracy"] == pytest.approx(np.mean(np.array(rec["predictions"]) == y_test))
+    assert rec["accuracy"] == pytest.approx(np.mean(np.array(rec["predictions"]) == y_test))
     config = rec["config"]
-    assert config["preset"] == preset and config["algo"] == model
-    assert (config["train_size"], config["test_size"], config["random_subset"]) == (TRAIN, TEST, False)
-    assert config["engine"] == ("sklearn" if preset == "paper" else "sklearnex")
-    accelerated = preset == "fast" and model != "dt"  # scikit-learn-intelex has no decision tree
+    assert config["recipe"] == recipe and config["algo"] == model
+    assert (config["train_size"], config["test_size"]) == (TRAIN, TEST)
+    assert config["engine"] == ("sklearn" if recipe == "paper" or not INTELEX else "sklearnex")
+    accelerated = recipe == "tuned" and model != "dt" and INTELEX  # scikit-learn-intelex has no decision tree
     assert rec["estimator"].startswith("sklearnex." if accelerated else "sklearn.")
-    assert set(settings(model, preset)) <= config.keys()  # every resolved hyperparameter is recorded
+    assert set(settings(model, recipe)) <= config.keys()  # every resolved hyperparameter is recorded
     assert rec["seconds_fit"] > 0 and rec["seconds_predict"] > 0
-    assert rec["versions"]["scikit-learn"] and rec["test_accuracy_std"] is None
+    assert rec["versions"]["scikit-learn"] and rec["accuracy_std"] is None
     assert list(rec["per_class"]) == [str(d) for d in range(10)]
     recall_3 = np.mean(np.array(rec["predictions"])[y_test == 3] == 3)
     assert rec["per_class"]["3"]["recall"] == pytest.approx(recall_3)
@@ -77,26 +85,24 @@ def test_each_model_beats_its_floor_and_follows_the_schema(all_runs, full_mnist,
 
 
 @pytest.mark.parametrize("model", REGISTRY)
-def test_confusion_matrix_and_report_are_written(all_runs, model):
-    out = all_runs["fast"]
-    png = out / "plots" / f"confusion_{model}.png"
+def test_confusion_matrix_and_fitted_model_are_written(all_runs, model):
+    out = all_runs["tuned"]
+    name = load_record(out, model)["name"]
+    png = out / "plots" / "mnist" / f"confusion_{name}.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
-    report = (out / "results" / f"{model}_report.txt").read_text()
-    assert "precision" in report and "recall" in report
-    accuracy = load_record(out, model)["test_accuracy"]
-    assert f"{accuracy:.4f}" in report
+    assert (out / "ckpt" / "mnist" / f"{name}.skops").stat().st_size > 0
     leftovers = [p.name for p in out.rglob("*") if ".tmp" in p.name]
     assert not leftovers
 
 
 @pytest.mark.parametrize("model", ["knn", "svm"])
-def test_tuned_preset_beats_the_published_settings(all_runs, model):
+def test_tuned_recipe_beats_the_published_settings(all_runs, model):
     assert (
-        load_record(all_runs["fast"], model)["test_accuracy"] > load_record(all_runs["paper"], model)["test_accuracy"]
+        load_record(all_runs["tuned"], model)["accuracy"] > load_record(all_runs["paper"], model)["accuracy"]
     )
 
 
-def test_paper_preset_is_the_published_models():
+def test_paper_recipe_is_the_published_models():
     svm = build("svm", settings("svm", "paper")).named_steps["model"]
     assert type(svm) is SVC  # plain scikit-learn, SVC() defaults apart from the cache size
     expected = SVC().get_params() | {"cache_size": 200, "random_state": 0}
@@ -113,7 +119,7 @@ def test_same_seed_same_results_and_seeds_matter(full_mnist, tmp_path, capsys):
     preds = []
     for i, seed in enumerate((3, 3, 4)):
         code, out, _ = run(capsys, full_mnist[0], tmp_path / str(i), *args, "--seed", seed)
-        assert code == 0 and "rf: test accuracy" in out
+        assert code == 0 and "test accuracy" in out
         preds.append(load_record(tmp_path / str(i), "rf")["predictions"])
     assert preds[0] == preds[1]
     assert preds[0] != preds[2]  # the seed reaches the forest's random_state
@@ -124,37 +130,33 @@ def test_several_seeds_are_merged(full_mnist, tmp_path, capsys):
     assert run(capsys, full_mnist[0], tmp_path, *args)[0] == 0
     rec = load_record(tmp_path, "dt")
     assert rec["seeds"] == [5, 6] and [r["seed"] for r in rec["runs"]] == [5, 6]
-    accs = [r["test_accuracy"] for r in rec["runs"]]
-    assert rec["test_accuracy"] == pytest.approx(np.mean(accs))
-    assert rec["test_accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    accs = [r["accuracy"] for r in rec["runs"]]
+    assert rec["accuracy"] == pytest.approx(np.mean(accs))
+    assert rec["accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
 
 
-def test_random_subset_is_recorded_so_it_can_be_rebuilt(full_mnist, tmp_path, capsys):
-    args = ["--algo", "knn", "--train-size", 1000, "--test-size", 200, "--random-subset", "--seed", 7]
-    assert run(capsys, full_mnist[0], tmp_path, *args)[0] == 0
-    rec = load_record(tmp_path, "knn")
-    config = rec["config"]
-    _, y = load_split("test", data_dir=full_mnist[0], size=200, random=True, seed=config["subset_seed"])
-    assert config["random_subset"] is True
-    assert rec["test_accuracy"] == pytest.approx(np.mean(np.array(rec["predictions"]) == y))
-    assert rec["test_accuracy"] > 0.85  # predictions line up with the rebuilt subset, not the first 200
+def test_record_is_self_contained(all_runs, full_mnist):
+    rec = load_record(all_runs["paper"], "knn")
+    _, y = load_split("test", data_dir=full_mnist[0], size=TEST)
+    assert rec["labels"] == y.tolist() and rec["classes"] == [str(i) for i in range(10)]
+    assert rec["accuracy"] == pytest.approx(np.mean(np.array(rec["predictions"]) == y))
 
 
 def test_validation_run_never_touches_the_test_set(full_mnist, tmp_path, capsys, monkeypatch):
-    import data_prep
+    import dataset
 
-    real = data_prep.load_split
+    real = dataset.first
 
-    def train_only(split, *a, **k):
-        assert split == "train", "a validation run loaded the test split"
-        return real(split, *a, **k)
+    def no_test(x, y, size, what):
+        assert "test" not in what, "a validation run loaded the test split"
+        return real(x, y, size, what)
 
-    monkeypatch.setattr(data_prep, "load_split", train_only)
-    code, out, _ = run(capsys, full_mnist[0], tmp_path, "--algo", "knn", "--train-size", 1500, "--val-size", 500)
-    assert code == 0 and "knn: val accuracy" in out
-    rec = json.loads((tmp_path / "results" / "knn_val.json").read_text())
-    assert (rec["n_train"], rec["n_val"]) == (1000, 500) and rec["val_accuracy"] > 0.85
-    assert "test_accuracy" not in rec and not (tmp_path / "results" / "knn.json").exists()
+    monkeypatch.setattr(dataset, "first", no_test)
+    code, out, _ = run(capsys, full_mnist[0], tmp_path, "--algo", "knn", "--train-size", 1000, "--val-size", 500)
+    assert code == 0 and "val accuracy" in out
+    rec = load_record(tmp_path, "knn")
+    assert rec["name"].endswith("-val") and rec["split"] == "val"
+    assert (rec["n_train"], rec["n_eval"]) == (1000, 500) and rec["accuracy"] > 0.85
 
 
 def test_falls_back_to_scikit_learn_without_intelex(full_mnist, tmp_path, capsys, monkeypatch):
@@ -186,8 +188,11 @@ BAD = [
     (["--algo", "rf", "--n-estimators", "0"], "--n-estimators must be at least 1"),
     (["--algo", "knn", "--pca", "1000"], "exceeds the 784 pixels"),
     (["--algo", "pca-svm", "--pca", "0"], "pca-svm needs --pca N"),
-    (["--algo", "knn", "--train-size", "70000"], "asked for 70000 images but the mnist train split has 60000"),
-    (["--algo", "knn", "--train-size", "100", "--val-size", "100"], "--val-size 100 leaves no training images"),
+    (["--algo", "knn", "--train-size", "70000"], "--train-size 70000: only 60000 training images are left"),
+    (["--algo", "knn", "--val-size", "60000"], "--val-size 60000 leaves none of the 60000 training images"),
+    (["--algo", "knn", "--train-size", "59950", "--val-size", "100"], "only 59900 training images are left"),
+    (["--algo", "svm", "--train-size", "1"], "hold a single class"),
+    (["--algo", "svm", "--threads", "4096"], "cores are usable here"),
     (["--algo", "knn", "--train-size", "5", "--pca", "0", "--k", "6"], "--k 6 exceeds the 5 training images"),
     (["--algo", "svm", "--k", "0"], "--k must be at least 1"),
     (["--algo", "svm", "--k", "5"], "--k does not apply to svm; it is for knn"),
@@ -207,9 +212,7 @@ def test_bad_input_fails_cleanly(full_mnist, tmp_path, capsys, monkeypatch, args
 
 
 def test_hyperparameters_are_checked_before_the_data_is_loaded(full_mnist, tmp_path, capsys, monkeypatch):
-    import data_prep
-
-    monkeypatch.setattr(data_prep, "load_split", lambda *a, **k: pytest.fail("data loaded before validation"))
+    monkeypatch.setattr(ml_main, "load_splits", lambda *a, **k: pytest.fail("data loaded before validation"))
     code, _, err = run(capsys, full_mnist[0], tmp_path, "--algo", "all", "--k", "-3")
     assert code == 1 and "--k must be at least 1" in err
 
@@ -221,7 +224,7 @@ def test_hyperparameters_are_checked_before_the_data_is_loaded(full_mnist, tmp_p
         ["--test-size", "0"],
         ["--seeds", "0"],
         ["--k", "three"],
-        ["--preset", "slow"],
+        ["--recipe", "slow"],
         ["--seed", "-2"],
     ],
 )
@@ -243,14 +246,13 @@ def test_unwritable_results_folder(full_mnist, tmp_path, capsys):
     assert not list(tmp_path.rglob("*.json")) and not (tmp_path / "plots").exists()
 
 
-def test_paper_preset_writes_beside_the_tuned_results(full_mnist, tmp_path, monkeypatch, capsys):
-    monkeypatch.chdir(tmp_path)  # the default folders are relative to where the command runs
-    for preset in ("fast", "paper"):
-        argv = ["--algo", "knn", "--preset", preset, "--data-dir", full_mnist[0], "--train-size", 500,
-                "--test-size", 100]  # fmt: skip
-        assert ml_main.main([str(a) for a in argv]) == 0
-    tuned, paper = (
-        json.loads(p.read_text()) for p in (tmp_path / "results/knn.json", tmp_path / "results/paper/knn.json")
-    )
-    assert tuned["config"]["preset"] == "fast" and paper["config"]["preset"] == "paper"
-    assert (tmp_path / "plots/confusion_knn.png").exists() and (tmp_path / "plots/paper/confusion_knn.png").exists()
+def test_recipes_and_settings_never_overwrite_each_other(full_mnist, tmp_path, capsys):
+    for flags in (["--recipe", "tuned"], ["--recipe", "paper"], ["--recipe", "paper", "--k", "5"]):
+        code, _, _ = run(capsys, full_mnist[0], tmp_path, "--algo", "knn", "--train-size", 500, "--test-size", 100,
+                         *flags)  # fmt: skip
+        assert code == 0
+    names = sorted(p.stem for p in (tmp_path / "results" / "mnist").glob("*.json"))
+    assert names == ["knn-paper-k5-test_size100-train_size500", "knn-paper-test_size100-train_size500",
+                     "knn-tuned-test_size100-train_size500"]  # fmt: skip
+    assert len(list((tmp_path / "ckpt" / "mnist").glob("knn-*.skops"))) == 3
+    assert len(list((tmp_path / "plots" / "mnist").glob("confusion_knn-*.png"))) == 3

@@ -1,0 +1,70 @@
+"""The GPU check (python bench.py --suite gpu), run on the CPU on small slices: every step is a row, the CUDA-path
+checks hold on the CPU too, a failing step is a row with its reason, and the table is written."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import bench
+import dl_main
+from benchmarks import gpu
+
+CUDA_PATH = ("short training beats the floor", "resume equals uninterrupted", "evaluation of the checkpoint",
+             "prediction (softmax)")  # fmt: skip
+
+
+def test_gpu_check_runs_on_the_cpu(full_mnist, tmp_path, capsys):
+    results = tmp_path / "results"
+    code = bench.main(["--suite", "gpu", "--device", "cpu", "--quick", "--data-dir", str(full_mnist[0]),
+                       "--results-dir", str(results)])  # fmt: skip
+    out = capsys.readouterr().out
+    saved = json.loads((results / "bench-gpu.json").read_text())
+    rows = {r["check"]: r for r in saved["rows"]}
+    assert [(r["step"], r["check"]) for r in saved["rows"]] == [(step, name) for step, name, _ in gpu.STEPS]
+    failed = {name: r.get("note") for name, r in rows.items() if r["status"] == "FAIL"}
+    assert code == 0 and not failed, failed
+    for name in CUDA_PATH:
+        assert rows[name]["status"] == "pass", rows[name]
+    assert rows["short training beats the floor"]["accuracy"] > gpu.QUICK["floor"]
+    assert "all 500 predictions and the accuracy equal" in rows["resume equals uninterrupted"]["note"]
+    assert rows["evaluation of the checkpoint"]["accuracy"] == rows["short training beats the floor"]["accuracy"]
+    assert [rows[n]["status"] for n in ("fast recipe, process time", "gpu recipe, process time")] == ["skip"] * 2
+    assert rows["fast recipe, seeds"]["status"] == "pass" and len(rows["fast recipe, seeds"]["runs"]) == 2
+    assert rows["gpu recipe, seeds"]["status"] == ("pass" if "gpu" in dl_main.RECIPES else "skip")
+    assert rows["published cnn, s/epoch"]["seconds"] > 0
+    assert all(r["wall"] >= 0 for r in saved["rows"])
+    env = saved["environment"]
+    assert env["device"] == "cpu" and env["torch"] and env["torchvision"] and isinstance(env["bf16_native"], bool)
+    table = (results / "bench-gpu.md").read_text()
+    assert table.splitlines()[2].startswith("| " + " | ".join(gpu.COLUMNS))
+    assert all(f"| {name} |" in table for _, name, _ in gpu.STEPS) and table.split("\n\n")[1] in out
+    # dl_main.py's runs went to a temporary folder: only the check's own two files are in the results folder.
+    assert sorted(p.name for p in results.iterdir()) == ["bench-gpu.json", "bench-gpu.md"]
+
+
+def test_a_failing_step_is_a_row_and_the_check_goes_on(tmp_path, monkeypatch):
+    def broken(ctx):
+        raise RuntimeError("no kernel image is available\nfor execution on the device")
+
+    def skipped(ctx):
+        raise gpu.CheckSkippedError("not here")
+
+    def fine(ctx):
+        return {"accuracy": 0.5, "seconds": 1.0, "note": "a | b"}
+
+    monkeypatch.setattr(gpu, "STEPS", (("1", "broken", broken), ("2", "skipped", skipped), ("3", "fine", fine)))
+    args = argparse.Namespace(device="cpu", quick=True, data_dir=tmp_path, results_dir=tmp_path / "r")
+    assert gpu.main(args) == 1  # a failure makes the exit code 1, after the table is written
+    rows = json.loads((tmp_path / "r" / "bench-gpu.json").read_text())["rows"]
+    assert [r["status"] for r in rows] == ["FAIL", "skip", "pass"]
+    assert rows[0]["note"] == "RuntimeError: no kernel image is available for execution on the device"
+    assert "| 3 | fine | pass | 50.00% | 1.00 |" in (tmp_path / "r" / "bench-gpu.md").read_text()
+    assert "a / b" in (tmp_path / "r" / "bench-gpu.md").read_text()  # a note cannot break the table
+
+
+def test_suite_flag_keeps_the_older_only():
+    assert bench.parse_args(["--only", "data", "ml"]).suite == ["data", "ml"]
+    args = bench.parse_args(["--suite", "gpu", "--device", "cpu", "--quick"])
+    assert (args.suite, args.device, args.quick) == (["gpu"], "cpu", True)
+    assert bench.parse_args([]).suite == list(bench.SUITES) and "gpu" not in bench.SUITES
