@@ -1,12 +1,17 @@
-"""Classify your own digit images with a trained network.
+"""Classify your own digit images with any trained model, or with all of them side by side.
 
-    python predict.py my_seven.png photo_of_a_3.jpg                 # uses checkpoints/cnn.pt
-    python predict.py --model checkpoints/mlp.pt --top 3 digits/*.png
+    python predict.py my_seven.png photo_of_a_3.jpg          # the preferred CNN (handwriting, best, fast, paper)
+    python predict.py --model svm --top 3 digits/*.png       # a classical model (recipe tuned, else paper)
+    python predict.py --model mlp --recipe fast digit.png    # checkpoints/mnist/mlp-fast.pt
+    python predict.py --all digits/*.png                     # every trained model, one column each
+    python predict.py --checkpoint some/where/knn-tuned.skops digit.png
 
-Each image (PNG/JPEG/..., any size, colour or grey, dark ink on light paper or the
-reverse) is turned into an MNIST-like 28x28 input the way MNIST itself was made: grey,
-light ink on a dark background, cropped to the ink, scaled to fit 20x20 keeping its
-aspect ratio, then placed in 28x28 with its centre of mass in the middle.
+Models are found in <checkpoint-dir>/<dataset>/<model>-<recipe>.pt (networks, dl_main.py) or .skops
+(classical, ml_main.py); the default checkpoint folder is checkpoints/ beside this script, from any
+working folder. Each image (PNG/JPEG/TIFF/..., any size, mode or bit depth, dark ink on light paper or
+the reverse) becomes an MNIST-like 28x28 input the way MNIST itself was made: grey, light ink on a dark
+background, cropped to the ink, scaled to fit 20x20 keeping its aspect ratio, then placed in 28x28 with
+its centre of mass in the middle. A bad image gets one error line; the others are still classified.
 """
 
 from __future__ import annotations
@@ -17,119 +22,107 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import N_CLASSES
-from utils import ProjectError, run_cli
-
-INK_THRESHOLD = 0.25  # of the brightest ink: fainter pixels (paper texture, JPEG noise) do not set the crop box
+import inference
+from utils import ProjectError, atomic_path, positive, run_cli
 
 
-def load_grey(path: Path) -> np.ndarray:
-    """Read any image as grey levels in [0, 1], with transparent parts shown as white paper."""
-    from PIL import Image, ImageOps, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)
-            if img.mode in ("RGBA", "LA", "PA", "P"):
-                rgba = img.convert("RGBA")
-                paper = Image.new("RGBA", rgba.size, "white")
-                img = Image.alpha_composite(paper, rgba)
-            return np.asarray(img.convert("L"), dtype=np.float32) / 255.0
-    except FileNotFoundError:
-        raise ProjectError(f"{path}: no such file") from None
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise ProjectError(f"{path}: not an image that can be read ({type(exc).__name__}); use PNG or JPEG") from None
-
-
-def to_mnist(grey: np.ndarray) -> np.ndarray:
-    """Turn a grey image into a 28x28 float array in [0, 1] laid out like an MNIST digit."""
-    from PIL import Image
-    from scipy import ndimage
-
-    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
-    if np.median(border) > 0.5:  # dark ink on light paper: MNIST is light on dark
-        grey, border = 1.0 - grey, 1.0 - border
-    ink = np.clip(grey - np.median(border), 0.0, None)  # remove the paper's grey level
-    if ink.max() < 0.05:
-        raise ValueError("no ink found: the image is blank or has no contrast")
-    ink /= ink.max()
-    rows, cols = np.nonzero(ink > INK_THRESHOLD)
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
-
-    scale = 20.0 / max(crop.shape)
-    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
-    small = Image.fromarray((crop * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
-    small = np.asarray(small, dtype=np.float32) / 255.0
-
-    canvas = np.zeros((28, 28), dtype=np.float32)
-    top, left = (28 - small.shape[0]) // 2, (28 - small.shape[1]) // 2
-    canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
-    cy, cx = ndimage.center_of_mass(canvas)
-    shifted = ndimage.shift(canvas, (round(14 - cy), round(14 - cx)), order=0, mode="constant")
-    return np.clip(shifted, 0.0, 1.0)
-
-
-def classify(model, images: np.ndarray, device: str = "cpu") -> np.ndarray:
-    """Class probabilities for a batch of 28x28 images in [0, 1]."""
-    import torch
-
-    x = torch.as_tensor(images, dtype=torch.float32, device=device).unsqueeze(1)
-    with torch.inference_mode():
-        return torch.softmax(model(x), dim=1).cpu().numpy()
-
-
-def parse_args(argv=None):
+def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", type=Path, help="image files to classify")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=Path, help="a saved model file (.pt network or .skops classical model)")
+    which.add_argument("--model", choices=inference.NETWORKS + inference.CLASSICAL, help="which model (default: cnn)")
+    which.add_argument("--all", action="store_true", help="classify with every trained model, side by side")
+    p.add_argument("--recipe", help="the model's recipe (networks: handwriting, best, fast, paper; classical: "
+                   "tuned, paper); default: the first of those that is trained")  # fmt: skip
+    p.add_argument("--top", type=positive(int), default=1, help="how many of the best classes to print (default: 1)")
     p.add_argument(
-        "--model",
-        type=Path,
-        default=Path("checkpoints") / "cnn.pt",
-        help="checkpoint from dl_main.py (default: checkpoints/cnn.pt, where dl_main.py saves it)",
+        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="for networks (default: auto)"
     )
-    p.add_argument("--device", choices=["auto", "cpu", "cuda", "mps"], default="cpu", help="(default: cpu)")
-    p.add_argument("--top", type=int, default=1, help="how many of the most likely classes to print (default: 1)")
+    p.add_argument("--checkpoint-dir", type=Path, default=inference.CHECKPOINTS,
+                   help="where the models are (default: checkpoints/ beside this script)")  # fmt: skip
+    p.add_argument("--dataset", default="mnist", help="which dataset's models (default: mnist)")
     p.add_argument("--save-inputs", type=Path, help="folder to save each 28x28 model input as PNG, to inspect")
     args = p.parse_args(argv)
-    if args.top < 1:
-        p.error("--top must be at least 1")
+    if args.recipe and (args.checkpoint or args.all):
+        p.error("--recipe picks the file of one --model; it does not apply to --checkpoint or --all")
+    if args.all and args.top > 1:
+        p.error("--all shows each model's best class; use --model with --top")
     return args
 
 
-def _main(argv=None) -> int:
-    args = parse_args(argv)
-    from checkpoint import load_model  # torch is imported only once the arguments are known to be fine
+def chosen_models(args) -> list:
+    """The predictors to run: --checkpoint, --model/--recipe, --all, or the preferred CNN."""
+    if args.checkpoint:
+        return [inference.load_predictor(args.checkpoint, args.device)]
+    if not args.all:
+        path = inference.find_model(args.model or "cnn", args.recipe, args.checkpoint_dir, args.dataset)
+        return [inference.load_predictor(path, args.device)]
+    predictors, missing = inference.find_models(args.checkpoint_dir, args.dataset, args.device)
+    if not predictors:
+        raise ProjectError(f"no trained models in {args.checkpoint_dir / args.dataset}; train one with, e.g., "
+                           f"{missing[0][1]}")  # fmt: skip
+    if missing:
+        hints = "; ".join(f"{model}: {command}" for model, command in missing)
+        print(f"predict.py: note: not trained yet, so not shown: {hints}", file=sys.stderr)
+    return predictors
 
-    model, config = load_model(args.model, args.device)
-    classes = config.get("classes") or [str(i) for i in range(N_CLASSES)]
-    inputs, names, failed = [], [], 0
-    for path in args.images:
+
+def read_inputs(paths: list[Path]) -> tuple[list[Path], list[np.ndarray], int]:
+    """(readable paths, their 28x28 inputs, how many failed); one stderr line per image that failed."""
+    names, inputs = [], []
+    for path in paths:
         try:
-            inputs.append(to_mnist(load_grey(path)))
+            inputs.append(inference.prepare(path))
             names.append(path)
-        except (ProjectError, ValueError) as exc:
-            print(
-                f"predict.py: error: {exc}" if isinstance(exc, ProjectError) else f"predict.py: error: {path}: {exc}",
-                file=sys.stderr,
-            )
-            failed += 1
-    if inputs:
-        probs = classify(model, np.stack(inputs), next(model.parameters()).device)  # as resolved by load_model
-        for path, p, img in zip(names, probs, inputs, strict=True):
-            best = np.argsort(p)[::-1][: args.top]
-            print(f"{path}: " + ", ".join(f"{classes[k]} ({100 * p[k]:.1f}%)" for k in best))
-            if args.save_inputs:
-                save_input(img, args.save_inputs / f"{path.stem}_28x28.png")
-    return 1 if failed else 0
+        except ProjectError as exc:
+            print(f"predict.py: error: {exc}", file=sys.stderr)
+    return names, inputs, len(paths) - len(names)
+
+
+def cell(predictor, scores: np.ndarray, k: int) -> str:
+    """A class with its score: 7 (99.1%) for a probability, 7 (9.31) for a decision score."""
+    value = f"{100 * scores[k]:.1f}%" if predictor.score_kind == "probability" else f"{scores[k]:.2f}"
+    return f"{predictor.classes[k]} ({value})"
+
+
+def print_one(predictor, names, inputs, top: int) -> None:
+    for path, scores in zip(names, predictor.predict(np.stack(inputs)), strict=True):
+        best = np.argsort(scores)[::-1][:top]
+        print(f"{path}: " + ", ".join(cell(predictor, scores, k) for k in best))
+
+
+def print_table(predictors, names, inputs) -> None:
+    """Rows = images, columns = models: each model's best class and its score."""
+    batch = np.stack(inputs)
+    columns = [[cell(p, s, int(np.argmax(s))) for s in p.predict(batch)] for p in predictors]
+    rows = [["image", *(p.name for p in predictors)]]
+    rows += [[str(path), *(column[i] for column in columns)] for i, path in enumerate(names)]
+    widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
+    for row in rows:
+        print("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip())
 
 
 def save_input(img: np.ndarray, path: Path) -> None:
     from PIL import Image
 
-    from utils import atomic_path
-
     with atomic_path(path) as tmp:
-        Image.fromarray((img * 255).astype(np.uint8)).save(tmp, format="PNG")
+        Image.fromarray((img * 255).round().astype(np.uint8)).save(tmp, format="PNG")
+
+
+def _main(argv=None) -> int:
+    args = parse_args(argv)
+    predictors = chosen_models(args)  # first: a missing model is one line, before any image is read
+    names, inputs, failed = read_inputs(args.images)
+    if inputs:
+        if args.all:
+            print_table(predictors, names, inputs)
+        else:
+            print_one(predictors[0], names, inputs, args.top)
+    if args.save_inputs:
+        for path, img in zip(names, inputs, strict=True):
+            save_input(img, args.save_inputs / f"{path.stem}_28x28.png")
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:

@@ -11,9 +11,9 @@ from PIL import Image
 import experiment
 import predict
 import report
-from benchmarks.predict import write_photos
 from conftest import write_source
 from data_prep import load_split
+from photos import write_photos
 from utils import read_json
 
 
@@ -132,7 +132,7 @@ def test_predict_cli_classifies_files_and_reports_bad_ones(fashion_run, full_mni
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     capsys.readouterr()
-    code = predict.main([str(p) for p in [paths[0], bad, *paths[1:]]] + ["--model", str(ckpt / "cnn.pt")])
+    code = predict.main([str(p) for p in [paths[0], bad, *paths[1:]]] + ["--checkpoint", str(ckpt / "cnn.pt")])
     out, err = capsys.readouterr()
     assert code == 1
     assert err.strip().count("\n") == 0 and "notes.png" in err and "not an image" in err
@@ -141,14 +141,14 @@ def test_predict_cli_classifies_files_and_reports_bad_ones(fashion_run, full_mni
     predicted = [int(line.split(": ")[1].split(" ")[0]) for line in lines]
     assert np.mean(np.array(predicted) == y) >= 0.85
     # --device auto resolves to this machine's device, and gives the same answers.
-    assert predict.main([str(p) for p in paths] + ["--model", str(ckpt / "cnn.pt"), "--device", "auto"]) == 0
+    assert predict.main([str(p) for p in paths] + ["--checkpoint", str(ckpt / "cnn.pt"), "--device", "auto"]) == 0
     assert capsys.readouterr().out.strip().splitlines() == lines
 
 
 def test_predict_cli_missing_model(tmp_path, capsys):
     img = tmp_path / "x.png"
     Image.new("L", (30, 30), 255).save(img)
-    assert predict.main([str(img), "--model", str(tmp_path / "none.pt")]) == 1
+    assert predict.main([str(img), "--checkpoint", str(tmp_path / "none.pt")]) == 1
     assert len(capsys.readouterr().err.strip().splitlines()) == 1
 
 

@@ -1,16 +1,23 @@
-"""Own-image prediction: MNIST-style preprocessing of ordinary image files, and the CLI."""
+"""Own-image prediction: MNIST-style preprocessing of ordinary image files, and the predict.py CLI."""
 
 from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
-from benchmarks.predict import write_photos
-from data_prep import load_split
-from predict import load_grey, to_mnist
-from utils import ProjectError
+import predict
+from data_prep import REPO, load_split
+from inference import prepare, to_mnist
+from model_files import DIGITS, fit_pipeline, png_header, write_network
+from photos import write_photos
 
 
 @pytest.fixture(scope="module")
@@ -20,9 +27,40 @@ def reference_knn(full_mnist):
     return KNeighborsClassifier(n_neighbors=3).fit(x.reshape(len(x), -1) / 255.0, y)
 
 
+@pytest.fixture(scope="module")
+def models(full_mnist, tmp_path_factory):
+    """A checkpoint folder with two (untrained) networks and two classical models fitted on 1000 real digits."""
+    from inference import save_classical
+
+    root = tmp_path_factory.mktemp("checkpoints")
+    write_network(root / "mnist" / "cnn-paper.pt")
+    write_network(root / "mnist" / "mlp-fast.pt", model="mlp")
+    x, y = load_split("train", data_dir=full_mnist[0], size=1000)
+    for algo in ("knn", "svm"):
+        meta = {"model": algo, "recipe": "paper", "classes": DIGITS}
+        save_classical(fit_pipeline(algo, x, y), root / "mnist" / f"{algo}-paper.skops", meta, x[:50])
+    return root
+
+
+@pytest.fixture(scope="module")
+def photos(full_mnist, tmp_path_factory):
+    """(paths, labels): 10 real test digits saved as ordinary PNG and JPEG files."""
+    x, y = load_split("test", data_dir=full_mnist[0], size=10, random=True, seed=3)
+    return write_photos(x, tmp_path_factory.mktemp("photos")), y
+
+
+def run(argv, capsys) -> tuple[int, list[str], list[str]]:
+    code = predict.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out.strip().splitlines(), err.strip().splitlines()
+
+
+# ---------------------------------------------------------------- preprocessing
+
+
 def test_preprocessing_recovers_real_digits(full_mnist, reference_knn, tmp_path):
     x, y = load_split("test", data_dir=full_mnist[0], size=200, random=True, seed=1)
-    inputs = np.stack([to_mnist(load_grey(p)) for p in write_photos(x, tmp_path)])
+    inputs = np.stack([prepare(p) for p in write_photos(x, tmp_path)])
     assert inputs.shape == (200, 28, 28) and inputs.min() >= 0 and inputs.max() <= 1
     baseline = (reference_knn.predict(x.reshape(200, -1) / 255.0) == y).mean()
     recovered = (reference_knn.predict(inputs.reshape(200, -1)) == y).mean()
@@ -53,18 +91,82 @@ def test_blank_image_is_rejected():
         to_mnist(np.full((50, 50), 0.9))
 
 
-def test_not_an_image(tmp_path):
-    path = tmp_path / "notes.png"
-    path.write_text("definitely not a PNG")
-    with pytest.raises(ProjectError, match="not an image"):
-        load_grey(path)
-    with pytest.raises(ProjectError, match="no such file"):
-        load_grey(tmp_path / "missing.png")
+# ---------------------------------------------------------------- the CLI
 
 
-def test_transparent_png_reads_as_white_paper(tmp_path):
-    rgba = np.zeros((40, 40, 4), dtype=np.uint8)
-    rgba[10:30, 18:22] = (0, 0, 0, 255)  # an opaque black stroke on a fully transparent page
-    Image.fromarray(rgba, "RGBA").save(tmp_path / "stroke.png")
-    grey = load_grey(tmp_path / "stroke.png")
-    assert grey[0, 0] == 1.0 and grey[20, 20] == 0.0
+def test_default_is_the_preferred_cnn_and_a_bomb_is_one_line(models, photos, tmp_path, capsys):
+    bomb = tmp_path / "bomb.png"
+    bomb.write_bytes(png_header(30000, 30000))
+    good = photos[0][:2]
+    code, out, err = run([good[0], bomb, good[1], "--checkpoint-dir", models, "--top", "2"], capsys)
+    assert code == 1
+    assert len(err) == 1 and err[0].startswith(f"predict.py: error: {bomb}: image has 900 million pixels")
+    assert [line.split(": ")[0] for line in out] == [str(p) for p in good]  # both good images, in order
+    assert all(re.fullmatch(r".+: \d \(\d+\.\d%\), \d \(\d+\.\d%\)", line) for line in out), out
+    write_network(models / "mnist" / "cnn-best.pt", seed=7)  # a preferred recipe appears: it is used instead
+    try:
+        assert run([good[0], "--checkpoint-dir", models, "--top", "2"], capsys)[1] != out[:1]
+    finally:
+        (models / "mnist" / "cnn-best.pt").unlink()
+
+
+def test_all_prints_every_model_side_by_side(models, photos, capsys):
+    paths, labels = photos
+    code, out, err = run([*paths, "--all", "--checkpoint-dir", models], capsys)
+    assert code == 0
+    assert out[0].split() == ["image", "cnn-paper", "mlp-fast", "svm-paper", "knn-paper"]
+    rows = [line.split() for line in out[1:]]
+    assert [row[0] for row in rows] == [str(p) for p in paths]
+    assert all(len(row) == 1 + 2 * 4 for row in rows)  # per model: label and (score)
+    knn_column = [row[7] for row in rows]
+    assert all(re.fullmatch(r"\(\d+\.\d%\)", row[2]) for row in rows)  # probabilities
+    assert all(re.fullmatch(r"\(-?\d+\.\d\d\)", row[6]) for row in rows)  # SVC's decision scores
+    assert np.mean(np.array(knn_column, dtype=int) == labels) >= 0.8  # real answers, from 1000 training digits
+    single = run([*paths, "--model", "knn", "--checkpoint-dir", models], capsys)[1]
+    assert [line.split(": ")[1].split()[0] for line in single] == knn_column
+    assert len(err) == 1 and "not trained yet" in err[0] and "dt: python ml_main.py --algo dt" in err[0]
+
+
+def test_checkpoint_and_recipe_pick_the_file(models, photos, tmp_path, capsys):
+    path = photos[0][0]
+    by_file = run([path, "--checkpoint", models / "mnist" / "svm-paper.skops"], capsys)
+    by_name = run([path, "--model", "svm", "--recipe", "paper", "--checkpoint-dir", models], capsys)
+    assert by_file == by_name and by_file[0] == 0 and re.fullmatch(r".+: \d \(-?\d+\.\d\d\)", by_file[1][0])
+    code, out, err = run([path, "--model", "mlp", "--checkpoint-dir", models, "--save-inputs", tmp_path / "in"], capsys)
+    assert code == 0 and len(out) == 1
+    saved = np.asarray(Image.open(tmp_path / "in" / f"{path.stem}_28x28.png")) / 255.0
+    assert saved.shape == (28, 28) and np.abs(saved - prepare(path)).max() <= 0.5 / 255 + 1e-6
+
+
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["--model", "svm"], "no svm model at {dir}/mnist/{{svm-tuned.skops,svm-paper.skops}}; "
+                             "train one with python ml_main.py --algo svm --checkpoint-dir {dir}"),
+        (["--model", "cnn", "--recipe", "best"], "no cnn model at {dir}/mnist/cnn-best.pt; "
+                                                 "train one with python dl_main.py --model cnn --recipe best "
+                                                 "--checkpoint-dir {dir}"),
+        (["--model", "knn", "--recipe", "fast"], "knn has no recipe 'fast'; choose one of tuned, paper"),
+    ],
+)  # fmt: skip
+def test_missing_model_is_one_line_naming_the_train_command(photos, tmp_path, capsys, argv, expected):
+    code, out, err = run([photos[0][0], *argv, "--checkpoint-dir", tmp_path], capsys)
+    assert code == 1 and out == []
+    assert err == [f"predict: error: {expected.format(dir=tmp_path)}"]
+
+
+def test_runs_from_any_folder_with_the_checkpoints_beside_the_script(photos, tmp_path):
+    """A copy of the repository's scripts finds checkpoints/ beside itself, not in the working folder."""
+    repo = tmp_path / "repo"
+    repo.mkdir()
+    for script in REPO.glob("*.py"):
+        shutil.copy(script, repo)
+    write_network(repo / "checkpoints" / "mnist" / "cnn-paper.pt")
+    elsewhere = tmp_path / "elsewhere"
+    (elsewhere / "checkpoints" / "mnist").mkdir(parents=True)
+    (elsewhere / "checkpoints" / "mnist" / "cnn-handwriting.pt").write_text("a decoy: preferred, if it were looked at")
+    image = Path(shutil.copy(photos[0][0], elsewhere))
+    done = subprocess.run([sys.executable, repo / "predict.py", image.name, "--device", "cpu"], cwd=elsewhere,
+                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert re.fullmatch(rf"{image.name}: \d \(\d+\.\d%\)", done.stdout.strip())
