@@ -71,7 +71,11 @@ def read_checkpoint(path: Path, need_training_state: bool = False) -> dict:
         lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
         reason = lines[0] if len(lines) == 1 else f"{lines[0][:60]}... {lines[-1]}"
         raise ProjectError(f"{path} is refused: not a safe, readable checkpoint ({reason[:200]})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("model"), dict) or not isinstance(ckpt.get("config"), dict):
+    if (
+        not isinstance(ckpt, dict)
+        or not isinstance(ckpt.get("model"), dict)
+        or not isinstance(ckpt.get("config"), dict)
+    ):
         raise ProjectError(f"{path} is not a dl_main.py checkpoint (no model weights and config)")
     bad = non_finite(ckpt["model"])
     if bad:

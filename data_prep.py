@@ -18,7 +18,6 @@ import argparse
 import gzip
 import json
 import re
-import shutil
 import sys
 import zlib
 from pathlib import Path
@@ -58,7 +57,9 @@ def read_sums(path: Path) -> dict:
 def check_sum(path: Path, expected: str | None, fix: str) -> str:
     digest = sha256(path)
     if expected and digest != expected:
-        raise ProjectError(f"checksum mismatch for {path} (sha256 {digest[:12]}..., expected {expected[:12]}...); {fix}")
+        raise ProjectError(
+            f"checksum mismatch for {path} (sha256 {digest[:12]}..., expected {expected[:12]}...); {fix}"
+        )
     return digest
 
 

@@ -64,8 +64,17 @@ RECIPES = {
     # Time to 99% on a GPU, where a step costs its kernel launches rather than its arithmetic: fewer, larger
     # batches. Chosen on validation on an H100 (10000 held out, 3 seeds): batch 512 for 3 epochs 99.08% in 1.2 s
     # of training, batch 256 for 2 epochs 99.09% in 1.6 s, batch 1024 for 3 epochs 98.88%, batch 512 for 2 98.91%.
-    "gpu": {"cnn": {**FAST, "epochs": 3, "batch_size": 512, "lr": 1e-2, "dropout": 0.1, "label_smoothing": 0.1,
-                    "target": 0.990}},  # fmt: skip
+    "gpu": {
+        "cnn": {
+            **FAST,
+            "epochs": 3,
+            "batch_size": 512,
+            "lr": 1e-2,
+            "dropout": 0.1,
+            "label_smoothing": 0.1,
+            "target": 0.990,
+        }
+    },  # fmt: skip
 }
 LIMITS = {"hidden_size": 65536, "epochs": 10000, "batch_size": 65536}  # beyond these a typo, not an experiment
 
@@ -90,8 +99,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--dropout", type=non_negative(float), help="dropout probability, below 1 (paper: 0.5)")
     r.add_argument("--label-smoothing", type=non_negative(float), help="below 1 (paper: 0)")
     r.add_argument("--augment", type=non_negative(float), help="random shift/rotate/scale strength, 0 = off")
-    r.add_argument("--amp", action=argparse.BooleanOptionalAction,
-                   help="bfloat16 autocast (paper: off; fast, best: on where the device has native bfloat16)")  # fmt: skip
+    r.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        help="bfloat16 autocast (paper: off; fast, best: on where the device has native bfloat16)",
+    )
     r.add_argument("--eval-every", type=non_negative(int), help="test every N steps, 0: at the end (paper: 1000)")
     cli.add_data_flags(p)
     cli.add_run_flags(p)
@@ -179,7 +191,9 @@ def resumed_config(config: dict, ckpt: dict, path: Path) -> dict:
     try:
         check_config({**PAPER, **saved})
     except (KeyError, TypeError) as exc:
-        raise ProjectError(f"{path}: its saved settings are incomplete ({exc}); start afresh without --resume") from None
+        raise ProjectError(
+            f"{path}: its saved settings are incomplete ({exc}); start afresh without --resume"
+        ) from None
     # --seeds given again may extend the run; left out, it is the checkpoint's, so no seed is dropped.
     seeds = max(config["seeds"], saved.get("seeds", 1))
     return {**saved, **{k: config[k] for k in cli.RUNTIME if k in config}, "seeds": seeds}
@@ -223,8 +237,10 @@ def run_seed(config: dict, index: int, data: dict, device, stop) -> dict | None:
 
 def seed_record(config: dict, data: dict, state: dict, final: tuple, device, path: Path) -> dict:
     loss, acc, pred, seconds_predict = final
-    print(f"{config['name']} seed {config['seed']}: {data['eval_split']} accuracy {100 * acc:.2f}% (final model), "
-          f"{state['seconds_train'] / config['epochs']:.1f} s/epoch, {state['seconds_train']:.1f} s training")  # fmt: skip
+    print(
+        f"{config['name']} seed {config['seed']}: {data['eval_split']} accuracy {100 * acc:.2f}% (final model), "
+        f"{state['seconds_train'] / config['epochs']:.1f} s/epoch, {state['seconds_train']:.1f} s training"
+    )
     return {"model": config["model"], "name": config["name"], "dataset": config["dataset"], "accuracy": acc,
             "loss": loss, "split": data["eval_split"], "n_train": len(data["train"][1]), "n_eval": len(data["eval"][1]),
             "seconds_train": state["seconds_train"], "seconds_eval_during_training": state["seconds_eval"],
@@ -291,8 +307,10 @@ def run_all(config: dict, stop) -> int:
     data = load_data(config, device)
     config["classes"] = data["classes"]
     if steps_per_epoch(len(data["train"][1]), config["batch_size"]) == 0:
-        raise ProjectError(f"{len(data['train'][1])} training image(s) make no batch of --batch-size "
-                           f"{config['batch_size']} (a batch needs 2 images or more); use more training images")  # fmt: skip
+        raise ProjectError(
+            f"{len(data['train'][1])} training image(s) make no batch of --batch-size "
+            f"{config['batch_size']} (a batch needs 2 images or more); use more training images"
+        )
     records = []
     for index in range(config["seeds"]):
         record = run_seed({**config, "seed": config["seed"] + index}, index, data, device, stop)

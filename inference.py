@@ -43,7 +43,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from checkpoint import load_model
-from data_prep import REPO, SIDE
+from dataset import REPO, SIDE
 from utils import ProjectError, atomic_path
 
 # torch, scikit-learn and skops are imported inside the functions that use them, so that predict.py --help,

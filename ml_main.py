@@ -52,8 +52,11 @@ def build_parser() -> ArgumentParser:
     p.add_argument("--recipe", default="tuned", choices=RECIPES,
                    help="tuned: chosen on a validation split, float32, scikit-learn-intelex (default); "
                         "paper: the published settings, plain scikit-learn")  # fmt: skip
-    p.add_argument("--engine", choices=("auto", "sklearnex", "sklearn"),
-                   help="auto: scikit-learn-intelex where installed (default for tuned); sklearn (for paper)")  # fmt: skip
+    p.add_argument(
+        "--engine",
+        choices=("auto", "sklearnex", "sklearn"),
+        help="auto: scikit-learn-intelex where installed (default for tuned); sklearn (for paper)",
+    )
     h = p.add_argument_group("hyperparameters (default: the recipe's value; each applies to the models that have it)")
     h.add_argument("--k", type=int, help="knn: number of neighbours")
     h.add_argument("--weights", help="knn: uniform or distance")
@@ -134,9 +137,19 @@ def run_one(config: dict, data: dict) -> dict:
         runs.append(run)
         first_model = first_model or model
     (_, y_eval), classes = data["eval"], data["classes"]
-    rec = {"model": config["algo"], "name": config["name"], "dataset": config["dataset"], **summarize_seeds(runs),
-           "split": data["eval_split"], "n_train": len(data["train"][1]), "n_eval": len(y_eval),
-           "labels": y_eval.tolist(), "classes": classes, "config": config, "versions": versions(*LIBRARIES)}  # fmt: skip
+    rec = {
+        "model": config["algo"],
+        "name": config["name"],
+        "dataset": config["dataset"],
+        **summarize_seeds(runs),
+        "split": data["eval_split"],
+        "n_train": len(data["train"][1]),
+        "n_eval": len(y_eval),
+        "labels": y_eval.tolist(),
+        "classes": classes,
+        "config": config,
+        "versions": versions(*LIBRARIES),
+    }
     rec["per_class"] = per_class_scores(y_eval, np.asarray(rec["predictions"]), classes)
     meta = {"name": config["name"], "model": config["algo"], "recipe": config["recipe"],
             "dataset": config["dataset"], "classes": classes}  # fmt: skip

@@ -16,7 +16,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-
 from sklearn.metrics import ConfusionMatrixDisplay
 
 import cli
@@ -70,11 +69,21 @@ def table_rows(records: list[dict], dataset: str) -> list[dict]:
     rows = []
     for r in records:
         published = PUBLISHED.get(r["model"]) if dataset == "mnist" else None
-        rows.append({"model": r["model"], "setting": setting(r), "published": published, "this_repo": r["accuracy"],
-                     "std": r.get("accuracy_std"), "seeds": len(r.get("seeds") or [r.get("seed")]),
-                     "n_train": r.get("n_train"), "n_test": r.get("n_eval"),
-                     "seconds_train": r.get("seconds_train", r.get("seconds_fit")),
-                     "seconds_predict": r.get("seconds_predict"), "notes": note(r) if dataset == "mnist" else ""})  # fmt: skip
+        rows.append(
+            {
+                "model": r["model"],
+                "setting": setting(r),
+                "published": published,
+                "this_repo": r["accuracy"],
+                "std": r.get("accuracy_std"),
+                "seeds": len(r.get("seeds") or [r.get("seed")]),
+                "n_train": r.get("n_train"),
+                "n_test": r.get("n_eval"),
+                "seconds_train": r.get("seconds_train", r.get("seconds_fit")),
+                "seconds_predict": r.get("seconds_predict"),
+                "notes": note(r) if dataset == "mnist" else "",
+            }
+        )
     return rows
 
 
@@ -236,7 +245,9 @@ def _main(argv=None) -> int:
     args = parse_args(argv)
     table = make_report(args.dataset, args.data_dir, args.results_dir, args.plots_dir, args.update_readme)
     print(table, end="")
-    print(f"wrote {args.results_dir / args.dataset}/report.md, report.csv and figures in {args.plots_dir / args.dataset}/")
+    print(
+        f"wrote {args.results_dir / args.dataset}/report.md, report.csv and figures in {args.plots_dir / args.dataset}/"
+    )
     return 0
 
 

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import REPO, load_split, read_json_split
+from data_prep import read_json_split
+from dataset import REPO, load_split
 
 
 def timed(fn):
@@ -36,7 +37,7 @@ def run(args) -> list[dict]:
 
         from data_prep import parse_split
 
-        _, tv = timed(lambda: parse_split(Path(tmp) / "mnist" / "raw", "train"))
+        _, tv = timed(lambda: parse_split(Path(tmp) / "mnist" / "raw", "train", 10))
     rows += [
         {"name": "load train split: JSON", "seconds": json_load},
         {"name": "load train split: torchvision IDX parse", "seconds": tv},

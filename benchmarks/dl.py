@@ -12,7 +12,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from data_prep import REPO
+from dataset import REPO
 
 BATCH, STEPS_PER_EPOCH, TIMED = 30, 2000, 400  # the published epoch: 60000 images in batches of 30
 ROUNDS = 3
@@ -25,9 +25,17 @@ def tutorial_epoch(raw_dir: Path, channels_last: bool = False, train: bool = Tru
     import torch.nn.functional as F
     from torch.utils.data import DataLoader
     from torchvision import transforms
+    from torchvision.datasets import MNIST
 
-    from data_prep import idx_dataset
     from Network import CNN
+
+    class IDXFolder(MNIST):  # torchvision's MNIST dataset, reading the IDX files data_prep.py staged in raw_dir
+        @property
+        def raw_folder(self) -> str:
+            return str(raw_dir)
+
+    def idx_dataset(raw_dir, train, transform):
+        return IDXFolder(root=str(raw_dir), train=train, transform=transform, download=False)
 
     torch.manual_seed(0)
     loader = DataLoader(idx_dataset(raw_dir, train=True, transform=transforms.ToTensor()), BATCH, shuffle=True)
@@ -65,7 +73,7 @@ def loop_epoch(tmp: Path, args, amp: str) -> float:
 
 
 def run(args) -> list[dict]:
-    from data_prep import load_split
+    from dataset import load_split
 
     load_split("train", data_dir=args.data_dir)  # makes sure the raw IDX files exist
     raw = Path(args.data_dir) / "mnist" / "raw"

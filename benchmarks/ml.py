@@ -11,7 +11,7 @@ import time
 
 import Classifier
 from Classifier import REGISTRY
-from data_prep import load_split
+from dataset import load_split
 from ml_main import fit_predict
 from utils import usable_cores
 

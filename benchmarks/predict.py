@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import load_split
+from dataset import load_split
 from inference import find_models, prepare
 from photos import write_photos
 

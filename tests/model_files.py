@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from data_prep import N_CLASSES
+from dataset import N_CLASSES
 
 DIGITS = [str(i) for i in range(N_CLASSES)]
 

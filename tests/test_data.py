@@ -13,7 +13,7 @@ import pytest
 import data_prep
 from conftest import SMALL_TEST, SMALL_TRAIN, write_idx, write_source
 from data_prep import main, prepare, read_json_split, read_sums
-from dataset import DATASETS, IDX_NAMES, load_split, sha256, train_val_indices
+from dataset import IDX_NAMES, load_split, sha256, train_val_indices
 from utils import ProjectError
 
 DATA = Path(__file__).resolve().parent.parent / "data"

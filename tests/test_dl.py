@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import threading
 
@@ -259,10 +258,12 @@ def test_wrong_checkpoints(run, capsys, tmp_path):
         torch.save({k: v for k, v in saved.items() if k != key}, path)
         fails_cleanly(capsys, run("--model", "mlp", "--epochs", 1, "--resume"), f"lacks its training state ({key}")
     # Checkpoints whose config or weights do not describe a network of this repo are refused.
-    bad = {"bad_shape.pt": ({**saved, "config": {**saved["config"], "hidden_size": 64}}, "does not fit a mlp"),
-           "huge.pt": ({**saved, "config": {**saved["config"], "hidden_size": 10**15}}, "refused"),
-           "negative.pt": ({**saved, "config": {**saved["config"], "hidden_size": -5}}, "refused"),
-           "nan.pt": ({**saved, "model": {k: v * float("nan") for k, v in saved["model"].items()}}, "non-finite")}  # fmt: skip
+    bad = {
+        "bad_shape.pt": ({**saved, "config": {**saved["config"], "hidden_size": 64}}, "does not fit a mlp"),
+        "huge.pt": ({**saved, "config": {**saved["config"], "hidden_size": 10**15}}, "refused"),
+        "negative.pt": ({**saved, "config": {**saved["config"], "hidden_size": -5}}, "refused"),
+        "nan.pt": ({**saved, "model": {k: v * float("nan") for k, v in saved["model"].items()}}, "non-finite"),
+    }
     for name, (ckpt, _) in bad.items():
         torch.save(ckpt, path.parent / name)
     (path.parent / "garbage.pt").write_bytes(b"not a checkpoint")

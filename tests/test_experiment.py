@@ -12,14 +12,14 @@ import experiment
 import predict
 import report
 from conftest import write_source
-from data_prep import load_split
+from dataset import load_split
 from photos import write_photos
 from utils import read_json
 
 
 @pytest.fixture(scope="module")
 def fashion_run(tmp_path_factory, full_mnist):
-    """experiment.py --fast on a small real dataset given with --source, named fashion-mnist.
+    """experiment.py --fast on a small real dataset given with --source, named tdigits (a dataset of its own).
 
     The images are real MNIST digits (no Fashion-MNIST copy is reachable offline), transposed so
     the folder is a dataset of its own; the name gives it Fashion-MNIST's class names.
@@ -31,46 +31,53 @@ def fashion_run(tmp_path_factory, full_mnist):
               "x_test": x_test.transpose(0, 2, 1), "y_test": y_test}  # fmt: skip
     source = write_source(root / "fashion", arrays)
     dirs = {name: root / name for name in ("data", "results", "plots", "checkpoint")}
-    argv = ["--source", source, "--dataset", "fashion-mnist", "--fast"]
+    argv = ["--source", source, "--dataset", "tdigits", "--recipe", "fast"]
     argv += [f"--{name}-dir={path}" for name, path in dirs.items()]
     code = experiment.main([str(a) for a in argv])
     return code, dirs
 
 
+def records_of(dirs) -> dict:
+    return {p.stem: read_json(p) for p in (dirs["results"] / "tdigits").glob("*.json")}
+
+
 def test_experiment_runs_every_model_on_a_source_dataset(fashion_run):
     code, dirs = fashion_run
     assert code == 0
-    records = {p.stem: read_json(p) for p in dirs["results"].glob("*.json")}
-    assert {"knn", "dt", "svm", "mlp", "cnn"} <= set(records)
+    records = records_of(dirs)
+    assert {"knn-paper", "knn-tuned", "dt-paper", "svm-tuned", "mlp-fast", "cnn-fast"} <= set(records)
+    _, y = load_split("test", dataset="tdigits", data_dir=dirs["data"])
     for name, r in records.items():
-        assert r["dataset"] == "fashion-mnist" and r["n_test"] == 400 and 0 <= r["test_accuracy"] <= 1, name
-        _, y = load_split("test", dataset="fashion-mnist", data_dir=dirs["data"])
-        assert r["test_accuracy"] == pytest.approx(float((np.asarray(r["predictions"]) == y).mean())), name
-    assert records["svm"]["test_accuracy"] > 0.85 and records["cnn"]["test_accuracy"] > 0.8
-    assert (dirs["checkpoint"] / "cnn.pt").is_file()
-    assert read_json(dirs["results"] / "experiment" / "timings.json")["seconds_total"] > 0
+        assert r["dataset"] == "tdigits" and r["n_eval"] == 400 and 0 <= r["accuracy"] <= 1, name
+        assert r["labels"] == y.tolist()
+        assert r["accuracy"] == pytest.approx(float((np.asarray(r["predictions"]) == y).mean())), name
+    assert records["svm-tuned"]["accuracy"] > 0.85 and records["cnn-fast"]["accuracy"] > 0.8
+    assert (dirs["checkpoint"] / "tdigits" / "cnn-fast.pt").is_file()
+    assert (dirs["checkpoint"] / "tdigits" / "svm-tuned.skops").is_file()
+    assert read_json(dirs["results"] / "tdigits" / "experiment" / "timings.json")["seconds_total"] > 0
 
 
 def test_report_table_and_figures(fashion_run):
     _, dirs = fashion_run
-    table = (dirs["results"] / "report.md").read_text()
-    assert "# Results on fashion-mnist" in table and "| knn |" in table and "| cnn |" in table
+    table = (dirs["results"] / "tdigits" / "report.md").read_text()
+    assert "# Results on tdigits" in table and "| knn | paper |" in table and "| knn | tuned |" in table
+    assert "| cnn | fast |" in table  # every run is its own row
     assert "97.50%" not in table  # published MNIST figures are not compared with another dataset
-    with open(dirs["results"] / "report.csv") as f:
+    with open(dirs["results"] / "tdigits" / "report.csv") as f:
         rows = list(csv.DictReader(f))
     assert {r["model"] for r in rows} >= {"knn", "dt", "svm", "mlp", "cnn"}
-    for name in ("comparison.png", "misclassified.png", "confusion_matrices.png", "samples_fashion-mnist.png"):
-        assert (dirs["plots"] / name).stat().st_size > 5_000, name
+    for name in ("comparison.png", "misclassified.png", "confusion_matrices.png", "samples.png"):
+        assert (dirs["plots"] / "tdigits" / name).stat().st_size > 5_000, name
 
 
 def test_report_on_mnist_names_published_figures(fashion_run, tmp_path):
     """The same records relabelled as MNIST: published column, notes and a README section."""
     _, dirs = fashion_run
-    records = report.load_results(dirs["results"])
+    records = report.load_results(dirs["results"], "tdigits")
     rows = report.table_rows(records, "mnist")
     by_model = {(r["model"], r["setting"]): r for r in rows}
     assert by_model["knn", "paper"]["published"] == 0.9750 and by_model["cnn", "fast"]["published"] == 0.9886
-    assert "R²" in by_model["dt", "paper"]["notes"] and "validation split" in by_model["dt", "fast"]["notes"]
+    assert "R²" in by_model["dt", "paper"]["notes"] and "validation split" in by_model["dt", "tuned"]["notes"]
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
     report.update_readme(readme, report.markdown(rows))
@@ -80,16 +87,16 @@ def test_report_on_mnist_names_published_figures(fashion_run, tmp_path):
 
 def test_misclassified_gallery_counts_real_errors(fashion_run, tmp_path):
     _, dirs = fashion_run
-    record = read_json(dirs["results"] / "dt.json")
-    _, y = load_split("test", dataset="fashion-mnist", data_dir=dirs["data"])
+    record = read_json(dirs["results"] / "tdigits" / "dt-tuned.json")
+    _, y = load_split("test", dataset="tdigits", data_dir=dirs["data"])
     wrong = report.plot_misclassified(record, dirs["data"], [str(i) for i in range(10)], tmp_path / "m.png")
     assert wrong == int((np.asarray(record["predictions"]) != y).sum()) > 0
 
 
 def test_report_flags_rows_from_different_test_splits(fashion_run):
     _, dirs = fashion_run
-    rows = report.table_rows(report.load_results(dirs["results"]), "fashion-mnist")
-    assert "Not comparable" not in (dirs["results"] / "report.md").read_text()  # one experiment, one split
+    rows = report.table_rows(report.load_results(dirs["results"], "tdigits"), "tdigits")
+    assert "Not comparable" not in (dirs["results"] / "tdigits" / "report.md").read_text()  # one experiment, one split
     assert report.mixed_splits_note(rows) == ""
     rows[0] = {**rows[0], "n_test": rows[0]["n_test"] // 2}  # as if one model had been rerun with --test-size
     assert "Not comparable" in report.mixed_splits_note(rows)
@@ -127,12 +134,12 @@ def test_predict_cli_classifies_files_and_reports_bad_ones(fashion_run, full_mni
         ckpt,
     ]
     assert dl_main.main([str(a) for a in args]) == 0
-    x, y = load_split("test", data_dir=full_mnist[0], size=20, random=True, seed=5)
+    x, y = load_split("test", data_dir=full_mnist[0], size=20)
     paths = write_photos(x, tmp_path)
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     capsys.readouterr()
-    code = predict.main([str(p) for p in [paths[0], bad, *paths[1:]]] + ["--checkpoint", str(ckpt / "cnn.pt")])
+    code = predict.main([str(p) for p in [paths[0], bad, *paths[1:]]] + ["--checkpoint", str(next((ckpt / "mnist").glob("cnn-fast-*.pt")))])
     out, err = capsys.readouterr()
     assert code == 1
     assert err.strip().count("\n") == 0 and "notes.png" in err and "not an image" in err
@@ -141,7 +148,7 @@ def test_predict_cli_classifies_files_and_reports_bad_ones(fashion_run, full_mni
     predicted = [int(line.split(": ")[1].split(" ")[0]) for line in lines]
     assert np.mean(np.array(predicted) == y) >= 0.85
     # --device auto resolves to this machine's device, and gives the same answers.
-    assert predict.main([str(p) for p in paths] + ["--checkpoint", str(ckpt / "cnn.pt"), "--device", "auto"]) == 0
+    assert predict.main([str(p) for p in paths] + ["--checkpoint", str(next((ckpt / "mnist").glob("cnn-fast-*.pt"))), "--device", "auto"]) == 0
     assert capsys.readouterr().out.strip().splitlines() == lines
 
 
@@ -154,7 +161,7 @@ def test_predict_cli_missing_model(tmp_path, capsys):
 
 def test_table_shows_mean_and_std_over_seeds(fashion_run):
     _, dirs = fashion_run
-    record = read_json(dirs["results"] / "knn.json")
-    merged = {**record, "test_accuracy": 0.9612, "test_accuracy_std": 0.0021, "seeds": [0, 1, 2]}
+    record = read_json(dirs["results"] / "tdigits" / "knn-tuned.json")
+    merged = {**record, "accuracy": 0.9612, "accuracy_std": 0.0021, "seeds": [0, 1, 2]}
     line = next(r for r in report.markdown(report.table_rows([merged], "mnist")).splitlines() if "| knn |" in r)
     assert "96.12% ± 0.21 (3 seeds)" in line

@@ -12,7 +12,7 @@ import skops.io as sio
 from PIL import Image
 
 import inference
-from data_prep import load_split
+from dataset import load_split
 from inference import (
     classify_all,
     find_models,

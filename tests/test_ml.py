@@ -97,9 +97,7 @@ def test_confusion_matrix_and_fitted_model_are_written(all_runs, model):
 
 @pytest.mark.parametrize("model", ["knn", "svm"])
 def test_tuned_recipe_beats_the_published_settings(all_runs, model):
-    assert (
-        load_record(all_runs["tuned"], model)["accuracy"] > load_record(all_runs["paper"], model)["accuracy"]
-    )
+    assert load_record(all_runs["tuned"], model)["accuracy"] > load_record(all_runs["paper"], model)["accuracy"]
 
 
 def test_paper_recipe_is_the_published_models():

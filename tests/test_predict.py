@@ -14,7 +14,7 @@ from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
 import predict
-from data_prep import REPO, load_split
+from dataset import REPO, load_split
 from inference import prepare, to_mnist
 from model_files import DIGITS, fit_pipeline, png_header, write_network
 from photos import write_photos
