@@ -18,7 +18,7 @@ from photos import write_photos
 
 
 def run(args, n: int = 200) -> list[dict]:
-    x, y = load_split("test", data_dir=args.data_dir, size=n, random=True, seed=0)
+    x, y = load_split("test", data_dir=args.data_dir, size=n)
     predictors, missing = find_models(device="cpu")
     rows = [
         {"name": f"predict.py with {model}", "note": f"skipped: train it with {command}"} for model, command in missing

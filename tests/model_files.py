@@ -37,7 +37,7 @@ def fit_pipeline(algo: str, x: np.ndarray, y: np.ndarray, preset: str = "paper",
     settings = Classifier.settings(algo, preset)
     if "n_estimators" in settings:
         settings["n_estimators"] = 5
-    return Classifier.build(algo, settings, seed=0, jobs=1, engine=engine).fit(x, y)
+    return Classifier.build(algo, settings, seed=0, threads=1, engine=engine).fit(x, y)
 
 
 def png_header(width: int, height: int) -> bytes:

@@ -139,7 +139,7 @@ def test_predict_cli_classifies_files_and_reports_bad_ones(fashion_run, full_mni
     bad = tmp_path / "notes.png"
     bad.write_text("not an image")
     capsys.readouterr()
-    code = predict.main([str(p) for p in [paths[0], bad, *paths[1:]]] + ["--checkpoint", str(next((ckpt / "mnist").glob("cnn-fast-*.pt")))])
+    code = predict.main([str(p) for p in [paths[0], bad, *paths[1:]]] + ["--checkpoint", cnn_ckpt(ckpt)])
     out, err = capsys.readouterr()
     assert code == 1
     assert err.strip().count("\n") == 0 and "notes.png" in err and "not an image" in err
@@ -148,8 +148,12 @@ def test_predict_cli_classifies_files_and_reports_bad_ones(fashion_run, full_mni
     predicted = [int(line.split(": ")[1].split(" ")[0]) for line in lines]
     assert np.mean(np.array(predicted) == y) >= 0.85
     # --device auto resolves to this machine's device, and gives the same answers.
-    assert predict.main([str(p) for p in paths] + ["--checkpoint", str(next((ckpt / "mnist").glob("cnn-fast-*.pt"))), "--device", "auto"]) == 0
+    assert predict.main([str(p) for p in paths] + ["--checkpoint", cnn_ckpt(ckpt), "--device", "auto"]) == 0
     assert capsys.readouterr().out.strip().splitlines() == lines
+
+
+def cnn_ckpt(ckpt) -> str:
+    return str(next((ckpt / "mnist").glob("cnn-fast-*.pt")))
 
 
 def test_predict_cli_missing_model(tmp_path, capsys):

@@ -200,7 +200,7 @@ def test_plain_pipeline_round_trip(digits, tmp_path, algo):
 def test_intelex_pipeline_is_saved_as_plain_scikit_learn(digits, tmp_path, algo):
     pytest.importorskip("sklearnex", reason="scikit-learn-intelex is not installed (it is x86-64 only)")
     x, y, check = digits
-    pipeline = fit_pipeline(algo, x, y, preset="fast", engine="sklearnex")  # deskew, PCA for knn, oneDAL estimators
+    pipeline = fit_pipeline(algo, x, y, preset="tuned", engine="sklearnex")  # deskew, PCA for knn, oneDAL estimators
     assert type(pipeline.steps[-1][1]).__module__.startswith("sklearnex")
     path = save_classical(
         pipeline, tmp_path / f"{algo}-tuned.skops", {"model": algo}, check

@@ -45,7 +45,7 @@ def models(full_mnist, tmp_path_factory):
 @pytest.fixture(scope="module")
 def photos(full_mnist, tmp_path_factory):
     """(paths, labels): 10 real test digits saved as ordinary PNG and JPEG files."""
-    x, y = load_split("test", data_dir=full_mnist[0], size=10, random=True, seed=3)
+    x, y = load_split("test", data_dir=full_mnist[0], size=30)
     return write_photos(x, tmp_path_factory.mktemp("photos")), y
 
 
@@ -59,7 +59,7 @@ def run(argv, capsys) -> tuple[int, list[str], list[str]]:
 
 
 def test_preprocessing_recovers_real_digits(full_mnist, reference_knn, tmp_path):
-    x, y = load_split("test", data_dir=full_mnist[0], size=200, random=True, seed=1)
+    x, y = load_split("test", data_dir=full_mnist[0], size=200)
     inputs = np.stack([prepare(p) for p in write_photos(x, tmp_path)])
     assert inputs.shape == (200, 28, 28) and inputs.min() >= 0 and inputs.max() <= 1
     baseline = (reference_knn.predict(x.reshape(200, -1) / 255.0) == y).mean()
