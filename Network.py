@@ -59,6 +59,7 @@ class CNN(nn.Module):
 
 
 MODELS = {"mlp": MLP, "cnn": CNN}
+MAX_HIDDEN = 65536  # a larger layer is a typo or a hostile file, not a network of this repo
 
 
 def build_model(name: str, hidden_size: int = 196, dropout: float = 0.5, n_classes: int = N_CLASSES) -> nn.Module:

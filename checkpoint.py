@@ -12,11 +12,9 @@ from pathlib import Path
 
 import torch
 
-from Network import build_model
+from Network import MAX_HIDDEN, build_model
 from trainer import resolve_device
 from utils import ProjectError, atomic_path
-
-MAX_HIDDEN = 65536  # as dl_main.LIMITS: a larger layer is a typo or a hostile file, not a network of this repo
 
 
 def rng_states() -> dict:

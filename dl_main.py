@@ -26,6 +26,7 @@ import numpy as np
 
 import cli
 from checkpoint import load_weights, read_checkpoint, save_checkpoint, set_rng_states
+from Network import MAX_HIDDEN
 from trainer import build, evaluate, load_data, resolve_amp, resolve_device, setup_torch, steps_per_epoch, train
 from utils import (
     ProjectError,
@@ -76,7 +77,7 @@ RECIPES = {
         }
     },  # fmt: skip
 }
-LIMITS = {"hidden_size": 65536, "epochs": 10000, "batch_size": 65536}  # beyond these a typo, not an experiment
+LIMITS = {"hidden_size": MAX_HIDDEN, "epochs": 10000, "batch_size": 65536}  # beyond these a typo, not an experiment
 
 
 # ---------------------------------------------------------------- settings
