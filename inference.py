@@ -471,6 +471,11 @@ def find_models(checkpoint_dir=CHECKPOINTS, dataset: str = "mnist", device: str 
     return predictors, missing
 
 
+def ranked(scores: np.ndarray, top: int) -> np.ndarray:
+    """The ``top`` best class indices, best first; ties go to the lower index, as argmax and sklearn's predict do."""
+    return np.argsort(-scores, kind="stable")[:top]
+
+
 def classify_all(predictors, x28, top: int = 3) -> list[dict]:
     """Each model's answer for one (28, 28) input: label, its ``top`` classes with scores, and the milliseconds."""
     rows = []
@@ -478,7 +483,7 @@ def classify_all(predictors, x28, top: int = 3) -> list[dict]:
         start = time.perf_counter()
         scores = p.predict(x28)[0]
         ms = 1000 * (time.perf_counter() - start)
-        best = np.argsort(scores)[::-1][:top]
+        best = ranked(scores, top)
         rows.append({"name": p.name, "family": p.family, "label": p.classes[best[0]], "score_kind": p.score_kind,
                      "top": [(p.classes[k], float(scores[k])) for k in best], "ms": ms})  # fmt: skip
     return rows

@@ -88,14 +88,14 @@ def cell(predictor, scores: np.ndarray, k: int) -> str:
 
 def print_one(predictor, names, inputs, top: int) -> None:
     for path, scores in zip(names, predictor.predict(np.stack(inputs)), strict=True):
-        best = np.argsort(scores)[::-1][:top]
+        best = inference.ranked(scores, top)
         print(f"{path}: " + ", ".join(cell(predictor, scores, k) for k in best))
 
 
 def print_table(predictors, names, inputs) -> None:
     """Rows = images, columns = models: each model's best class and its score."""
     batch = np.stack(inputs)
-    columns = [[cell(p, s, int(np.argmax(s))) for s in p.predict(batch)] for p in predictors]
+    columns = [[cell(p, s, int(inference.ranked(s, 1)[0])) for s in p.predict(batch)] for p in predictors]
     rows = [["image", *(p.name for p in predictors)]]
     rows += [[str(path), *(column[i] for column in columns)] for i, path in enumerate(names)]
     widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]

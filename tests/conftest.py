@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import os
 import struct
 from pathlib import Path
 
@@ -13,6 +14,21 @@ from data_prep import prepare
 from dataset import BUNDLED, IDX_NAMES
 
 SMALL_TRAIN, SMALL_TEST = 300, 100
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (``-n``), give each worker its own share of the cores.
+
+    Why: every worker's torch, OpenMP and scikit-learn threads would otherwise use all cores, and the
+    oversubscribed workers run slower together than one alone. The scripts size their threads from the
+    usable cores (utils.usable_cores), so pinning the process is enough.
+    """
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    if worker and count > 1 and hasattr(os, "sched_setaffinity"):
+        cores = sorted(os.sched_getaffinity(0))
+        share = cores[int(worker.removeprefix("gw")) % count :: count]
+        if share:
+            os.sched_setaffinity(0, share)
 
 
 def write_idx(path: Path, array: np.ndarray, magic: int | None = None, gz: bool = True) -> Path:

@@ -25,8 +25,8 @@ def fashion_run(tmp_path_factory, full_mnist):
     the folder is a dataset of its own; the name gives it Fashion-MNIST's class names.
     """
     root = tmp_path_factory.mktemp("exp")
-    x_train, y_train = load_split("train", data_dir=full_mnist[0], size=3000)
-    x_test, y_test = load_split("test", data_dir=full_mnist[0], size=400)
+    x_train, y_train = load_split("train", data_dir=full_mnist[0], size=2000)
+    x_test, y_test = load_split("test", data_dir=full_mnist[0], size=300)
     arrays = {"x_train": x_train.transpose(0, 2, 1), "y_train": y_train,
               "x_test": x_test.transpose(0, 2, 1), "y_test": y_test}  # fmt: skip
     source = write_source(root / "fashion", arrays)
@@ -48,7 +48,7 @@ def test_experiment_runs_every_model_on_a_source_dataset(fashion_run):
     assert {"knn-paper", "knn-tuned", "dt-paper", "svm-tuned", "mlp-fast", "cnn-fast"} <= set(records)
     _, y = load_split("test", dataset="tdigits", data_dir=dirs["data"])
     for name, r in records.items():
-        assert r["dataset"] == "tdigits" and r["n_eval"] == 400 and 0 <= r["accuracy"] <= 1, name
+        assert r["dataset"] == "tdigits" and r["n_eval"] == 300 and 0 <= r["accuracy"] <= 1, name
         assert r["labels"] == y.tolist()
         assert r["accuracy"] == pytest.approx(float((np.asarray(r["predictions"]) == y).mean())), name
     assert records["svm-tuned"]["accuracy"] > 0.85 and records["cnn-fast"]["accuracy"] > 0.8
