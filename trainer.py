@@ -132,21 +132,6 @@ def load_data(config: dict, device) -> dict:
     return data
 
 
-def augment(x, strength: float):
-    """Random affine distortion of a batch on its device: shifts up to 2 px, 10 degrees, 10% scale (x strength)."""
-    import torch
-    import torch.nn.functional as F
-
-    n = len(x)
-    angle = (torch.rand(n, device=x.device) * 2 - 1) * math.radians(10) * strength
-    scale = 1 + (torch.rand(n, device=x.device) * 2 - 1) * 0.1 * strength
-    shift = (torch.rand(n, 2, device=x.device) * 2 - 1) * (2 / 14) * strength  # grid units: 14 px = 1
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 # ---------------------------------------------------------------- model and optimizer
 def build(config: dict, device, total_steps: int):
     import torch
@@ -207,8 +192,10 @@ def train_step(model, opt, sched, xb, yb, config: dict):
     import torch
     import torch.nn.functional as F
 
-    if config["augment"]:
-        xb = augment(xb, config["augment"])
+    from augment import distort
+
+    if config["augment"]:  # random distortions, on the device (augment.py); "distort" names the kinds beyond affine
+        xb = distort(xb, config["augment"], config.get("distort", ""))
     with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=config["amp"]):
         logits = model(xb)
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=config["label_smoothing"])
