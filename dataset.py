@@ -21,6 +21,9 @@ REPO = Path(__file__).resolve().parent
 BUNDLED = REPO / "data"  # the four original MNIST archives, committed unchanged
 SIDE = 28
 N_CLASSES = 10
+# Of the brightest ink: fainter pixels (paper texture, JPEG noise) do not set a digit's crop box. Shared by
+# inference.to_mnist (users' images) and augment.refit (training batches), which must lay digits out alike.
+INK_THRESHOLD = 0.25
 SPLIT_SEED = 0  # the validation split is the same for every model and every training seed
 
 IDX_NAMES = {

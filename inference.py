@@ -31,6 +31,7 @@ import importlib
 import io
 import json
 import re
+import sys
 import time
 import warnings
 import zipfile
@@ -43,7 +44,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from checkpoint import load_model
-from dataset import REPO, SIDE
+from cli import DEVICES
+from dataset import INK_THRESHOLD, REPO, SIDE
 from utils import ProjectError, atomic_path
 
 # torch, scikit-learn and skops are imported inside the functions that use them, so that predict.py --help,
@@ -51,11 +53,11 @@ from utils import ProjectError, atomic_path
 CHECKPOINTS = REPO / "checkpoints"  # beside the code, whatever the working folder
 NETWORKS = ("cnn", "mlp")
 CLASSICAL = ("svm", "knn", "dt", "logreg", "pca-svm", "rf")
-RECIPES = {"network": ("handwriting", "best", "fast", "paper"), "classical": ("tuned", "paper")}  # preferred first
+# Each family's recipes, preferred first: the one a bare --model picks when several are trained.
+RECIPES = {"network": ("handwriting", "best", "gpu", "fast", "paper"), "classical": ("tuned", "paper")}
 SUFFIX = {"network": ".pt", "classical": ".skops"}
 FORMAT = "mnist-classical-model/1"  # the "format" entry of a save_classical file
 
-INK_THRESHOLD = 0.25  # of the brightest ink: fainter pixels (paper texture, JPEG noise) do not set the crop box
 MAX_SIDE = 20_000  # pixels; a 200-megapixel camera sensor is 16320 wide. Pillow's pixel-count guard applies too.
 
 # Every type a save_classical file may name ("module.name", as skops writes them), and nothing else.
@@ -357,7 +359,7 @@ class Predictor:
     meta: dict = field(default_factory=dict, repr=False)
 
     def predict(self, x) -> np.ndarray:
-        x = np.asarray(x, dtype=np.float32)
+        x = np.array(x, dtype=np.float32)  # a writable copy: torch warns on read-only arrays
         x = x[None] if x.ndim == 2 else x
         if x.shape[1:] != (SIDE, SIDE):
             raise ValueError(f"{self.name} takes (N, {SIDE}, {SIDE}) images, got shape {x.shape}")
@@ -487,3 +489,41 @@ def classify_all(predictors, x28, top: int = 3) -> list[dict]:
         rows.append({"name": p.name, "family": p.family, "label": p.classes[best[0]], "score_kind": p.score_kind,
                      "top": [(p.classes[k], float(scores[k])) for k in best], "ms": ms})  # fmt: skip
     return rows
+
+
+# ---------------------------------------------------------------- model-choosing flags (predict, handwriting, demo)
+def add_model_flags(p) -> None:
+    """--checkpoint FILE, --model M [--recipe R], or --all; with --checkpoint-dir, --dataset and --device."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=Path, help="a saved model file (.pt network or .skops classical model)")
+    which.add_argument("--model", choices=NETWORKS + CLASSICAL, help="which model (default: cnn)")
+    which.add_argument("--all", action="store_true", help="every trained model, side by side")
+    p.add_argument("--recipe", help=f"the model's recipe (networks: {', '.join(RECIPES['network'])}; classical: "
+                   f"{', '.join(RECIPES['classical'])}); default: the first of those that is trained")  # fmt: skip
+    p.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINTS,
+                   help="where the models are (default: checkpoints/ beside this script)")  # fmt: skip
+    p.add_argument("--dataset", default="mnist", help="which dataset's models (default: mnist)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="for networks (default: auto)")
+
+
+def check_model_flags(p, args) -> None:
+    if args.recipe and (args.checkpoint or args.all):
+        p.error("--recipe picks the file of one --model; it does not apply to --checkpoint or --all")
+
+
+def chosen_models(args, prog: str) -> list:
+    """The predictors to run: --checkpoint, --model/--recipe, --all (noting on stderr which are not trained yet),
+    or the preferred CNN."""
+    if args.checkpoint:
+        return [load_predictor(args.checkpoint, args.device)]
+    if not args.all:
+        return [load_predictor(find_model(args.model or "cnn", args.recipe, args.checkpoint_dir, args.dataset),
+                               args.device)]  # fmt: skip
+    predictors, missing = find_models(args.checkpoint_dir, args.dataset, args.device)
+    if not predictors:
+        raise ProjectError(f"no trained models in {args.checkpoint_dir / args.dataset}; train one with, e.g., "
+                           f"{missing[0][1]}")  # fmt: skip
+    if missing:
+        hints = "; ".join(f"{model}: {command}" for model, command in missing)
+        print(f"{prog}: note: not trained yet, so not shown: {hints}", file=sys.stderr)
+    return predictors

@@ -29,43 +29,14 @@ from utils import ProjectError, atomic_path, positive, run_cli
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", type=Path, help="image files to classify")
-    which = p.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint", type=Path, help="a saved model file (.pt network or .skops classical model)")
-    which.add_argument("--model", choices=inference.NETWORKS + inference.CLASSICAL, help="which model (default: cnn)")
-    which.add_argument("--all", action="store_true", help="classify with every trained model, side by side")
-    p.add_argument("--recipe", help="the model's recipe (networks: handwriting, best, fast, paper; classical: "
-                   "tuned, paper); default: the first of those that is trained")  # fmt: skip
+    inference.add_model_flags(p)
     p.add_argument("--top", type=positive(int), default=1, help="how many of the best classes to print (default: 1)")
-    p.add_argument(
-        "--device", choices=["auto", "cpu", "cuda", "mps"], default="auto", help="for networks (default: auto)"
-    )
-    p.add_argument("--checkpoint-dir", type=Path, default=inference.CHECKPOINTS,
-                   help="where the models are (default: checkpoints/ beside this script)")  # fmt: skip
-    p.add_argument("--dataset", default="mnist", help="which dataset's models (default: mnist)")
     p.add_argument("--save-inputs", type=Path, help="folder to save each 28x28 model input as PNG, to inspect")
     args = p.parse_args(argv)
-    if args.recipe and (args.checkpoint or args.all):
-        p.error("--recipe picks the file of one --model; it does not apply to --checkpoint or --all")
+    inference.check_model_flags(p, args)
     if args.all and args.top > 1:
         p.error("--all shows each model's best class; use --model with --top")
     return args
-
-
-def chosen_models(args) -> list:
-    """The predictors to run: --checkpoint, --model/--recipe, --all, or the preferred CNN."""
-    if args.checkpoint:
-        return [inference.load_predictor(args.checkpoint, args.device)]
-    if not args.all:
-        path = inference.find_model(args.model or "cnn", args.recipe, args.checkpoint_dir, args.dataset)
-        return [inference.load_predictor(path, args.device)]
-    predictors, missing = inference.find_models(args.checkpoint_dir, args.dataset, args.device)
-    if not predictors:
-        raise ProjectError(f"no trained models in {args.checkpoint_dir / args.dataset}; train one with, e.g., "
-                           f"{missing[0][1]}")  # fmt: skip
-    if missing:
-        hints = "; ".join(f"{model}: {command}" for model, command in missing)
-        print(f"predict.py: note: not trained yet, so not shown: {hints}", file=sys.stderr)
-    return predictors
 
 
 def read_inputs(paths: list[Path]) -> tuple[list[Path], list[np.ndarray], int]:
@@ -112,7 +83,8 @@ def save_input(img: np.ndarray, path: Path) -> None:
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
-    predictors = chosen_models(args)  # first: a missing model is one line, before any image is read
+    # first: a missing model is one line, before any image is read
+    predictors = inference.chosen_models(args, "predict.py")
     names, inputs, failed = read_inputs(args.images)
     if inputs:
         if args.all:

@@ -17,6 +17,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from augment import distort
 from dataset import load_splits
 from Network import build_model, has_conv
 from utils import ProjectError, usable_cores
@@ -114,18 +115,6 @@ def load_data(config: dict, device) -> dict:
             "train": to_device(*splits["train"]), "eval": to_device(*splits["eval"])}  # fmt: skip
 
 
-def augment(x, strength: float):
-    """Random affine distortion of a batch on its device: shifts up to 2 px, 10 degrees, 10% scale (x strength)."""
-    n = len(x)
-    angle = (torch.rand(n, device=x.device) * 2 - 1) * math.radians(10) * strength
-    scale = 1 + (torch.rand(n, device=x.device) * 2 - 1) * 0.1 * strength
-    shift = (torch.rand(n, 2, device=x.device) * 2 - 1) * (2 / 14) * strength  # grid units: 14 px = 1
-    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
-    theta = torch.stack([torch.stack([cos, -sin, shift[:, 0]], 1), torch.stack([sin, cos, shift[:, 1]], 1)], 1)
-    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
-    return F.grid_sample(x, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-
-
 # ---------------------------------------------------------------- model and optimizer
 def build(config: dict, device, total_steps: int):
     model = build_model(config["model"], config["hidden_size"], config["dropout"], len(config["classes"]))
@@ -174,8 +163,8 @@ def epoch_order(n: int, seed: int, epoch: int, device):
 
 def train_step(model, opt, sched, xb, yb, config: dict):
     """One optimisation step; returns (summed loss, correct predictions, images) as a tensor on the device."""
-    if config["augment"]:
-        xb = augment(xb, config["augment"])
+    if config["augment"]:  # random distortions, on the device (augment.py); "distort" names the kinds beyond affine
+        xb = distort(xb, config["augment"], config.get("distort", ""))
     with torch.autocast(xb.device.type, dtype=torch.bfloat16, enabled=config["amp"]):
         logits = model(xb)
         loss = F.cross_entropy(logits.float(), yb, label_smoothing=config["label_smoothing"])
