@@ -1,0 +1,302 @@
+"""A page to draw a digit on (or upload a photo of one) and see every trained model's answer side by side.
+
+    python demo.py                              # then open http://127.0.0.1:8000/
+    python demo.py --port 0                     # any free port; the URL actually bound is printed
+    python demo.py --screenshot plots/demo.png  # draw a 7 in headless Chromium and save the page
+
+The page (static/: plain HTML, CSS and JavaScript, no framework, nothing fetched from elsewhere) sends the
+canvas as PNG after every stroke; the server preprocesses it exactly as the command line does
+(inference.prepare) and answers with the 28x28 input the models saw and every model's top classes.
+
+Why Python's own http.server: the page needs three routes (the page and its files, the list of models,
+one prediction endpoint), so a web framework would be a dependency for nothing. ThreadingHTTPServer
+keeps the page and its files served while a prediction runs; predictions themselves take turns (a lock),
+as the models share the CPU cores anyway. It is a local demo, not a production server: it binds
+127.0.0.1 unless --host says otherwise, caps request sizes, and answers every bad request with a JSON error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import sys
+import threading
+import time
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import unquote, urlsplit
+
+import numpy as np
+
+import inference
+from cli import CHECKPOINTS, DEVICES
+from dataset import REPO
+from utils import ProjectError, positive, run_cli
+
+STATIC = REPO / "static"
+CONTENT_TYPES = {
+    ".html": "text/html; charset=utf-8",
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".png": "image/png",
+    ".svg": "image/svg+xml",
+    ".ico": "image/x-icon",
+}
+# Everything comes from this server: the page works offline and an injected script could not load anything.
+CSP = "default-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+DRAIN_LIMIT, DRAIN_SECONDS = 64 << 20, 5.0  # how much of a refused upload is read and dropped (see _refuse)
+
+
+class Demo:
+    """What the request handlers share: the loaded models and the server's settings."""
+
+    def __init__(self, predictors, missing, args, static_dir: Path):
+        self.predictors, self.missing = predictors, missing
+        self.dataset, self.device = args.dataset, args.device  # as asked for; the networks resolved "auto"
+        self.max_bytes = int(args.max_upload_mb * (1 << 20))
+        self.static_dir = Path(static_dir).resolve()
+        self.lock = threading.Lock()
+
+    def models(self) -> dict:
+        return {
+            "dataset": self.dataset,
+            "device": self.device,
+            "max_upload_bytes": self.max_bytes,
+            "models": [
+                {"name": p.name, "family": p.family, "classes": list(p.classes), "score_kind": p.score_kind}
+                for p in self.predictors
+            ],
+            "missing": [{"name": name, "command": command} for name, command in self.missing],
+        }
+
+    def predict(self, body: bytes, name: str) -> dict:
+        x = inference.prepare(body, name=name)
+        with self.lock:
+            results = inference.classify_all(self.predictors, x)
+        grey = np.rint(np.asarray(x, dtype=np.float64) * 255).astype(int)
+        return {"input": grey.tolist(), "results": results}
+
+
+class Handler(BaseHTTPRequestHandler):
+    server_version = "digits-demo"
+    timeout = 30  # seconds: a client that stops sending mid-request frees its thread
+
+    @property
+    def app(self) -> Demo:
+        return self.server.app
+
+    def do_GET(self):  # noqa: N802 (the name http.server dispatches to)
+        self._guard(self._get)
+
+    def do_POST(self):  # noqa: N802
+        self._guard(self._post)
+
+    def _guard(self, route) -> None:
+        """Run a route; whatever goes wrong, the client gets a JSON error and the server keeps serving."""
+        try:
+            route(urlsplit(self.path).path)
+        except (ConnectionError, TimeoutError):
+            self.close_connection = True  # the client went away: nobody to answer
+        except Exception as exc:  # one bad request must never stop the server
+            first = (str(exc).splitlines() or [""])[0][:200]
+            self.log_message("internal error: %s: %s", type(exc).__name__, first)
+            self._json(500, {"error": f"internal error ({type(exc).__name__}); see the server's log"})
+
+    def _get(self, path: str) -> None:
+        if path in ("/", "/index.html"):
+            self._static("index.html")
+        elif path.startswith("/static/"):
+            self._static(path[len("/static/") :])
+        elif path == "/api/models":
+            self._json(200, self.app.models())
+        else:
+            self._json(404, {"error": f"not found: {path[:200]}"})
+
+    def _static(self, rel: str) -> None:
+        """A file inside the static folder; anything resolving outside it (.., %2e%2e, /abs, symlinks) is a 404."""
+        root, rel = self.app.static_dir, unquote(rel)
+        try:
+            target = (root / rel).resolve() if "\x00" not in rel else root
+            data = target.read_bytes() if target.is_relative_to(root) and target.is_file() else None
+        except (OSError, RuntimeError):  # a name too long, a symlink loop: nothing to serve either
+            data = None
+        if data is None:
+            return self._json(404, {"error": "not found"})
+        self.send_response(200)
+        self.send_header("Content-Type", CONTENT_TYPES.get(target.suffix.lower(), "application/octet-stream"))
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-cache")
+        self._common_headers()
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _post(self, path: str) -> None:
+        if path != "/api/predict":
+            return self._refuse(404, f"not found: POST {path[:200]}; images go to POST /api/predict", self._declared())
+        body = self._read_body()
+        if body is None:
+            return
+        if self.headers.get_content_type().startswith("multipart/"):
+            return self._json(415, {"error": "send the image itself as the request body, not a multipart form"})
+        name = unquote(self.headers.get("X-Filename", ""))
+        name = "".join(c for c in name if c.isprintable())[:100] or "image"  # it is echoed in error messages
+        try:
+            reply = self.app.predict(body, name)
+        except ProjectError as exc:
+            return self._json(400, {"error": str(exc)})
+        self._json(200, reply)
+
+    def _read_body(self) -> bytes | None:
+        """The request body, or None once a 4xx answer has been sent for it."""
+        length, n, cap = self.headers.get("Content-Length"), self._declared(), self.app.max_bytes
+        if self.headers.get("Transfer-Encoding"):
+            return self._refuse(411, "chunked uploads are not supported: send a Content-Length")
+        if length is None:
+            return self._refuse(411, "Content-Length required: send the image as the request body")
+        if n < 0:
+            return self._refuse(400, f"bad Content-Length: {length[:40]!r}")
+        if n > cap:
+            return self._refuse(413, f"upload too large: {n} bytes, the limit is {cap} (--max-upload-mb)", n)
+        if n == 0:
+            return self._refuse(400, "empty request: send an image (PNG, JPEG...) as the body")
+        body = self.rfile.read(n)
+        if len(body) < n:
+            return self._refuse(400, f"the body ended after {len(body)} of its {n} bytes")
+        return body
+
+    def _declared(self) -> int:
+        """The Content-Length as a number; -1 when absent or not a number."""
+        try:
+            return int(self.headers.get("Content-Length", "-1"))
+        except ValueError:
+            return -1
+
+    def _refuse(self, status: int, message: str, unread: int = 0) -> None:
+        """Answer a request whose body was not read, then read and drop it (bounded, briefly) before closing.
+
+        Closing a socket with unread data makes the kernel send a reset, which a client may report
+        instead of the answer; so the rest of the body is read first, up to DRAIN_LIMIT.
+        """
+        self.close_connection = True
+        self._json(status, {"error": message})
+        self.wfile.flush()
+        self.connection.settimeout(1.0)  # a client that claims more than it sends is dropped after a second
+        unread, deadline = min(unread, DRAIN_LIMIT), time.monotonic() + DRAIN_SECONDS
+        try:
+            while unread > 0 and time.monotonic() < deadline and (chunk := self.rfile.read1(min(unread, 1 << 16))):
+                unread -= len(chunk)
+        except OSError:
+            pass
+
+    def send_error(self, code, message=None, explain=None):
+        """http.server's own refusals (bad request line, oversized headers, unknown method) in JSON too."""
+        self.close_connection = True
+        self._json(code, {"error": message or HTTPStatus(code).phrase}, body=self.command != "HEAD")
+
+    def _json(self, status: int, obj, body: bool = True) -> None:
+        data = json.dumps(obj, allow_nan=False, default=_plain).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.send_header("Cache-Control", "no-store")
+        self._common_headers()
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def _common_headers(self) -> None:
+        self.send_header("X-Content-Type-Options", "nosniff")
+        self.send_header("Content-Security-Policy", CSP)
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write(f"demo.py: {self.address_string()} {fmt % args}\n")
+
+
+def _plain(obj):
+    """numpy scalars and arrays (scores, timings) as plain JSON numbers and lists."""
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+class Server(ThreadingHTTPServer):
+    def __init__(self, address, family, app: Demo):
+        self.address_family, self.app = family, app  # set before the base class creates the socket
+        super().__init__(address, Handler)
+
+    @property
+    def url(self) -> str:
+        host, port = self.server_address[:2]
+        host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)  # an address a browser can open
+        return f"http://[{host}]:{port}/" if ":" in host else f"http://{host}:{port}/"
+
+
+def make_server(args: argparse.Namespace, static_dir: Path = STATIC) -> Server:
+    """Load the models and bind the server (not yet serving: call serve_forever)."""
+    try:
+        family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
+    except OSError as exc:
+        raise ProjectError(f"--host {args.host}: {exc.strerror or exc}") from None
+    predictors, missing = inference.find_models(args.checkpoint_dir, args.dataset, device=args.device)
+    try:
+        return Server((args.host, args.port), family, Demo(predictors, missing, args, static_dir))
+    except OSError as exc:
+        raise ProjectError(
+            f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}; try another --port (0: any free one)"
+        ) from None
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
+    p.add_argument("--port", type=int, help="port (default: 8000, or any free one with --screenshot; 0: any free one)")
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=CHECKPOINTS,
+        help="where the trained models are, in <dir>/<dataset>/ (default: the repo's checkpoints/)",
+    )
+    p.add_argument("--dataset", default="mnist", help="which dataset's models to load (default: mnist)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="for the networks (default: auto)")
+    p.add_argument("--max-upload-mb", type=positive(float), default=10.0, help="largest accepted upload (default: 10)")
+    p.add_argument("--screenshot", type=Path, help="draw a digit in headless Chromium, save the page as PNG, exit")
+    args = p.parse_args(argv)
+    if args.port is None:  # a screenshot must not fail because a demo is already running on 8000
+        args.port = 0 if args.screenshot else 8000
+    if not 0 <= args.port <= 65535:
+        p.error(f"--port must be in 0..65535, got {args.port}")
+    return args
+
+
+def _main(argv=None) -> int:
+    args = parse_args(argv)
+    server = make_server(args)
+    if args.screenshot:
+        from demo_browser import screenshot
+
+        with server:
+            screenshot(server, args.screenshot)
+        print(f"demo.py: saved {args.screenshot}")
+        return 0
+    models = ", ".join(p.name for p in server.app.predictors) or "none yet"
+    print(f"demo.py: serving {server.url} (models: {models}; Ctrl-C stops)", flush=True)
+    if args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(f"demo.py: listening on {args.host}: other machines can reach this page and its models", flush=True)
+    for name, command in server.app.missing:
+        print(f"demo.py: {name} not trained yet: {command}", flush=True)
+    with server:
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            print("demo.py: stopped")
+    return 0
+
+
+def main(argv=None) -> int:
+    return run_cli(_main, argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
