@@ -57,6 +57,17 @@ def save_checkpoint(path: Path, model, opt, sched, state: dict, config: dict) ->
         torch.save(ckpt, tmp)
 
 
+TORCH_BOILERPLATE = ("Weights only load failed", "Please file an issue", "Check the documentation")
+
+
+def refusal_reason(exc: Exception) -> str:
+    """The line of torch's refusal that says why (e.g. "unsupported GLOBAL posix.system"): the message is
+    several paragraphs of advice around it, and advice to load with weights_only=False must not be passed on."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+    reason = [line for line in lines if not line.startswith(TORCH_BOILERPLATE)]
+    return " ".join(reason or lines[:1] or [type(exc).__name__])[:200]
+
+
 def read_checkpoint(path: Path, need_training_state: bool = False) -> dict:
     """A checkpoint as saved by dl_main.py, loaded safely (weights_only) onto the CPU and checked."""
     path = Path(path)
@@ -65,10 +76,7 @@ def read_checkpoint(path: Path, need_training_state: bool = False) -> dict:
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, AttributeError) as exc:
-        # torch's refusal of an unsafe file is several paragraphs; its reason is in the first and the last lines.
-        lines = [line.strip() for line in str(exc).strip().splitlines() if line.strip()] or [type(exc).__name__]
-        reason = lines[0] if len(lines) == 1 else f"{lines[0][:60]}... {lines[-1]}"
-        raise ProjectError(f"{path} is refused: not a safe, readable checkpoint ({reason[:200]})") from None
+        raise ProjectError(f"{path} is refused: not a safe, readable checkpoint ({refusal_reason(exc)})") from None
     if (
         not isinstance(ckpt, dict)
         or not isinstance(ckpt.get("model"), dict)

@@ -67,7 +67,9 @@ def find_source_files(src: Path) -> dict:
     """Map (split, kind) to the file in ``src``, accepting .gz or not and the dotted variant."""
     try:
         if not src.is_dir():
-            raise ProjectError(f"source folder {src} does not exist; pass --source DIR with the four IDX files")
+            what = ("is a broken symbolic link (or a loop of them)" if src.is_symlink() else
+                    "is a file, not a folder" if src.exists() else "does not exist")  # fmt: skip
+            raise ProjectError(f"source folder {src} {what}; pass --source DIR with the four IDX files")
         src.resolve(strict=True)
     except (OSError, RuntimeError) as exc:  # a symlink loop, a path too long...
         raise ProjectError(f"cannot open the source folder {src} ({exc}); pass a real folder") from None

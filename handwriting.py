@@ -31,7 +31,10 @@ import sys
 import time
 from pathlib import Path
 
+import matplotlib
 import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageFont
+from sklearn.datasets import load_digits
 
 import cli
 import inference
@@ -57,8 +60,6 @@ def uci_digits(mode: str) -> tuple[np.ndarray, np.ndarray]:
     Each 8x8 image (0..16 ink) is upscaled to CANVAS x CANVAS (``mode``: "nearest" or "bilinear") as
     dark ink on white paper, then through inference.to_mnist.
     """
-    from PIL import Image
-    from sklearn.datasets import load_digits
 
     digits = load_digits()
     resample = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR}[mode]
@@ -129,7 +130,6 @@ def place(points: np.ndarray, pose: dict, rng) -> list[tuple[float, float]]:
 
 def stroke_digit(digit: int, rng) -> np.ndarray:
     """One digit drawn along a random variant of its skeleton: (CANVAS, CANVAS) grey, dark ink on light paper."""
-    from PIL import Image, ImageDraw, ImageFilter
 
     variants = skeletons()[digit]
     strokes, pose = variants[rng.integers(len(variants))], random_pose(rng)
@@ -147,7 +147,6 @@ def stroke_digit(digit: int, rng) -> np.ndarray:
 
 def font_digit(digit: int, font_path: Path, rng) -> np.ndarray:
     """One digit typeset in a font at a random size, slant, rotation and place: (CANVAS, CANVAS) grey."""
-    from PIL import Image, ImageDraw, ImageFont
 
     font = ImageFont.truetype(str(font_path), size=int(rng.integers(40, 90)))
     img = Image.new("L", (CANVAS, CANVAS), 0)  # ink as white on black while transforming, so borders stay paper
@@ -164,8 +163,6 @@ def font_digit(digit: int, font_path: Path, rng) -> np.ndarray:
 
 def font_paths() -> list[Path]:
     """The FONTS that matplotlib ships here (found through its data path)."""
-    import matplotlib
-
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     return [folder / f"{name}.ttf" for name in FONTS if (folder / f"{name}.ttf").is_file()]
 
@@ -173,7 +170,6 @@ def font_paths() -> list[Path]:
 def low_res_scan(grey: np.ndarray, rng) -> np.ndarray:
     """The same picture as a low-resolution scan upscaled again: box-averaged until the digit is 7-14 px tall
     (or wide), then back to full size by nearest (blocky) or bilinear interpolation. (H, W) -> (H, W)."""
-    from PIL import Image
 
     rows, cols = np.nonzero(grey < (grey.max() + grey.min()) / 2)  # the ink's box (dark ink)
     extent = max(np.ptp(rows), np.ptp(cols)) + 1 if len(rows) else grey.shape[0]

@@ -40,6 +40,8 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
+import skops.io as sio
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
@@ -254,7 +256,6 @@ def save_classical(pipeline, path, meta: dict, check_X) -> Path:
     ``check_X`` (a few hundred raw images, as the pipeline takes them) proves the file: it is written only
     if the pipeline reloaded from it, through the trusted-type list, predicts their labels as ``pipeline`` does.
     """
-    import skops.io as sio
 
     path = Path(path)
     record = {**meta, "score_kind": score_kind(pipeline), "estimator": qualified(type(final_step(pipeline))),
@@ -311,7 +312,6 @@ def loads_trusted(data: bytes, path: Path, refusal: str = "refused", fix: str = 
 
     Every problem is one ProjectError line: "<path>: <refusal>: <problem>; <fix>".
     """
-    import skops.io as sio
     from skops.io.exceptions import UntrustedTypesFoundException
 
     try:
@@ -367,7 +367,6 @@ class Predictor:
 
 
 def network_scores(model):
-    import torch
 
     device = next(model.parameters()).device
 

@@ -98,7 +98,8 @@ def make_configs(argv=None, **overrides) -> list[dict]:
         s = Classifier.settings(algo, args.recipe, hyper)
         Classifier.validate(s)
         config = {**base, "algo": algo, "model": algo, **s}
-        config["name"] = cli.run_name(config, {k: v for k, v in explicit.items() if k in s or k not in hyper})
+        named = {k: v for k, v in explicit.items() if k not in HYPERPARAMETERS or k in s}  # --k names knn runs only
+        config["name"] = cli.run_name(config, named)
         configs.append(config)
     for key in hyper:
         if not any(key in c for c in configs):  # e.g. --k with --algo svm: say so, do not ignore it

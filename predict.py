@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 import inference
 from utils import ProjectError, atomic_path, positive, run_cli
@@ -75,7 +76,6 @@ def print_table(predictors, names, inputs) -> None:
 
 
 def save_input(img: np.ndarray, path: Path) -> None:
-    from PIL import Image
 
     with atomic_path(path) as tmp:
         Image.fromarray((img * 255).round().astype(np.uint8)).save(tmp, format="PNG")

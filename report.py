@@ -55,10 +55,6 @@ def setting(record: dict) -> str:
     return record["name"].removeprefix(record["model"] + "-")
 
 
-def label(record: dict) -> str:
-    return record["name"]
-
-
 def note(record: dict) -> str:
     if record["config"].get("recipe") == "tuned":
         return "tuned on a validation split held out of the training data (see Classifier.py)"
@@ -171,7 +167,7 @@ def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, 
     for ax, i in zip(axes.flat, wrong[:limit], strict=False):
         ax.imshow(x[i], cmap="gray_r")
         ax.set_title(f"{classes[y[i]]}→{classes[pred[i]]}", fontsize=8, color="#b22222")
-    fig.suptitle(f"{label(record)}: {len(wrong)} of {len(y)} test images wrong (true→predicted), first {limit}")
+    fig.suptitle(f"{record['name']}: {len(wrong)} of {len(y)} test images wrong (true→predicted), first {limit}")
     savefig(fig, path)
     return len(wrong)
 
@@ -187,7 +183,7 @@ def plot_confusions(records: list[dict], classes: list, path: Path) -> None:
         ConfusionMatrixDisplay.from_predictions(r["labels"], r["predictions"], labels=list(range(len(classes))), ax=ax,
                                                 colorbar=False, text_kw={"fontsize": 6})  # fmt: skip
         ax.axis("on")
-        ax.set_title(f"{label(r)}: {100 * r['accuracy']:.2f}%")
+        ax.set_title(f"{r['name']}: {100 * r['accuracy']:.2f}%")
     fig.tight_layout()
     savefig(fig, path)
 

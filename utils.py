@@ -10,6 +10,7 @@ import os
 import platform
 import re
 import shutil
+import statistics
 import sys
 import tempfile
 from importlib import metadata
@@ -169,7 +170,12 @@ def read_json(path):
 
 
 def pyplot():
-    """matplotlib.pyplot on the file-only Agg backend: figures are saved, never shown."""
+    """matplotlib.pyplot on the file-only Agg backend: figures are saved, never shown.
+
+    matplotlib and scikit-learn are imported inside the helpers that draw or score (here and below), not at
+    the top: every script imports this module, and those two take about a second that --help, a bad flag
+    or a refused input should not wait for.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -253,7 +259,6 @@ def summarize_seeds(records: list[dict]) -> dict:
     ``accuracy`` and the timings to the mean over seeds, and adds ``accuracy_std``
     (sample standard deviation; None for a single run) and ``runs`` (per-seed figures).
     """
-    import statistics
 
     keys = ("seed", "accuracy", "seconds_fit", "seconds_train", "seconds_predict")
     merged = dict(records[0])

@@ -11,9 +11,33 @@ import numpy as np
 import pytest
 
 from data_prep import prepare
-from dataset import BUNDLED, IDX_NAMES
+from dataset import BUNDLED, IDX_NAMES, REPO
 
 SMALL_TRAIN, SMALL_TEST = 300, 100
+CHECKOUT = pytest.StashKey[dict]()
+WATCHED = ("data", "plots", "results", "checkpoints")  # the checkout's own folders: tests write elsewhere
+
+
+def checkout_files() -> dict:
+    return {str(p.relative_to(REPO)): p.stat().st_mtime_ns for d in WATCHED for p in (REPO / d).rglob("*")}
+
+
+def pytest_sessionstart(session):
+    if not os.environ.get("PYTEST_XDIST_WORKER"):  # the main process, before any worker starts
+        session.config.stash[CHECKOUT] = checkout_files()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """Fail the run if any test created, changed or removed a file in the checkout's data and output folders."""
+    before = session.config.stash.get(CHECKOUT, None)
+    if before is None:
+        return
+    after = checkout_files()
+    changed = sorted({k for k in before.keys() | after.keys() if before.get(k) != after.get(k)})
+    if changed:
+        shown = ", ".join(changed[:5]) + (f" and {len(changed) - 5} more" if len(changed) > 5 else "")
+        print(f"\nFAILED: the tests changed the checkout (tests must write to temporary folders): {shown}")
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
 def pytest_configure(config):

@@ -20,7 +20,9 @@ DATA = Path(__file__).resolve().parent.parent / "data"
 
 
 def run_cli(capsys, *args):
-    """Run data_prep's CLI; return (exit code, stdout, stderr)."""
+    """Run data_prep's CLI; return (exit code, stdout, stderr). Figures go beside --data-dir, never into the repo."""
+    if "--plots-dir" not in args and "--data-dir" in args:
+        args = (*args, "--plots-dir", Path(args[args.index("--data-dir") + 1]).parent / "plots")
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err

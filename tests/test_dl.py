@@ -271,6 +271,23 @@ def test_wrong_checkpoints(run, capsys, tmp_path):
     for name, message in cases:
         with pytest.raises(dl_main.ProjectError, match=message):
             load_model(path.parent / name)
+    marker = tmp_path / "owned"
+    torch.save({**saved, "model": ShellCommand(f"touch {marker}")}, path.parent / "evil.pt")
+    with pytest.raises(dl_main.ProjectError) as refused:
+        load_model(path.parent / "evil.pt")
+    message = str(refused.value)  # torch's reason, not its advice to load with weights_only=False
+    assert "unsupported GLOBAL" in message and "system" in message and "weights_only" not in message
+    assert not marker.exists()
+
+
+class ShellCommand:
+    """Unpickling this runs a shell command: what a hostile checkpoint would do if it were loaded unsafely."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        return os.system, (self.command,)
 
 
 def test_nan_weights_never_replace_a_good_checkpoint(run, capsys):
