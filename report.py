@@ -58,7 +58,18 @@ def setting(record: dict) -> str:
 def note(record: dict) -> str:
     if record["config"].get("recipe") == "tuned":
         return "tuned on a validation split held out of the training data (see Classifier.py)"
-    return NOTES.get(record["model"], "") if setting(record) == "paper" else ""
+    if setting(record) != "paper":
+        return ""
+    return NOTES.get(record["model"], "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]")
+
+
+def shown_setting(record: dict) -> str:
+    """The setting as the table and figures show it: a model the write-up never had has no published
+    settings, so its ``paper`` run (the library's defaults) is shown as "defaults"."""
+    name = setting(record)
+    if name.startswith("paper") and record["model"] not in PUBLISHED:
+        return "defaults" + name.removeprefix("paper")
+    return name
 
 
 def table_rows(records: list[dict], dataset: str) -> list[dict]:
@@ -68,7 +79,7 @@ def table_rows(records: list[dict], dataset: str) -> list[dict]:
         rows.append(
             {
                 "model": r["model"],
-                "setting": setting(r),
+                "setting": shown_setting(r),
                 "published": published,
                 "this_repo": r["accuracy"],
                 "std": r.get("accuracy_std"),
@@ -110,6 +121,16 @@ def mixed_splits_note(rows: list[dict]) -> str:
             "rerun them on one split (see train/test).\n")  # fmt: skip
 
 
+def machine_note(records: list[dict]) -> str:
+    """Where the table's seconds and numbers come from: the CPU and the library versions the records saved."""
+    keys = ("cpu", "python", "torch", "torchvision", "numpy", "scikit-learn", "scikit-learn-intelex")
+    seen = {k: sorted({str(r.get("versions", {}).get(k)) for r in records} - {"None"}) for k in keys}
+    cpu = " / ".join(seen.pop("cpu")) or "a CPU the records do not name"
+    cores = sorted({r.get("versions", {}).get("cpus") for r in records} - {None})
+    libs = ", ".join(f"{k} {' / '.join(v)}" for k, v in seen.items() if v)
+    return f"\nMeasured on {cpu} ({'/'.join(map(str, cores))} cores) with {libs}.\n"
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
@@ -143,8 +164,7 @@ def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
     for y_, v in zip(ypos, published, strict=True):
         if not np.isnan(v):
             ax.text(v + 0.2, y_ + 0.2, f"{v:.2f}", va="center", fontsize=8, color="#555555")
-    low = np.nanmin(np.concatenate([ours, published]))
-    ax.set_xlim(max(0.0, low - 5), 101.5)
+    ax.set_xlim(0, 108)  # from zero: a cut axis would make a 2-point gap look like a 10-fold one
     ax.set_yticks(ypos, names)
     ax.invert_yaxis()
     ax.set_xlabel("test accuracy (%)", labelpad=2)
@@ -173,15 +193,21 @@ def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, 
 
 
 def plot_confusions(records: list[dict], classes: list, path: Path) -> None:
+    """One confusion matrix per model, of its most accurate run, on a grid with no empty panel."""
     plt = pyplot()
-    cols = min(4, len(records))
+    best = {}
+    for r in records:
+        if r["model"] not in best or r["accuracy"] > best[r["model"]]["accuracy"]:
+            best[r["model"]] = r
+    records = list(best.values())
+    cols = min(next((c for c in (4, 3, 5) if len(records) % c == 0), 4), len(records))
     rows = int(np.ceil(len(records) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 4.2 * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.6 * rows), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, r in zip(axes.flat, records, strict=False):
         ConfusionMatrixDisplay.from_predictions(r["labels"], r["predictions"], labels=list(range(len(classes))), ax=ax,
-                                                colorbar=False, text_kw={"fontsize": 6})  # fmt: skip
+                                                colorbar=False, text_kw={"fontsize": 8})  # fmt: skip
         ax.axis("on")
         ax.set_title(f"{r['name']}: {100 * r['accuracy']:.2f}%")
     fig.tight_layout()
@@ -220,7 +246,7 @@ def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path
     records = load_results(results_dir, dataset)
     classes = records[0]["classes"]
     rows = table_rows(records, dataset)
-    table = markdown(rows) + mixed_splits_note(rows)
+    table = markdown(rows) + mixed_splits_note(rows) + machine_note(records)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(f"# Results on {dataset}\n\n{table}")
     write_csv(rows, out / "report.csv")

@@ -203,9 +203,20 @@ def _jsonable(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def cpu_model() -> str:
+    """The CPU's marketing name (absolute times mean little without it), or the platform's word for it."""
+    with contextlib.suppress(OSError):
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    return platform.processor() or platform.machine()
+
+
 def versions(*packages: str) -> dict:
     """Python, platform and installed package versions, for run records."""
-    out = {"python": platform.python_version(), "platform": platform.platform(), "cpus": os.cpu_count()}
+    out = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
+           "cpus": usable_cores()}  # fmt: skip
     for name in packages:
         try:
             out[name] = metadata.version(name)

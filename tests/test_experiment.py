@@ -78,6 +78,8 @@ def test_report_on_mnist_names_published_figures(fashion_run, tmp_path):
     by_model = {(r["model"], r["setting"]): r for r in rows}
     assert by_model["knn", "paper"]["published"] == 0.9750 and by_model["cnn", "fast"]["published"] == 0.9886
     assert "R²" in by_model["dt", "paper"]["notes"] and "validation split" in by_model["dt", "tuned"]["notes"]
+    assert by_model["logreg", "defaults"]["notes"].startswith("not in the write-up")  # its paper run: defaults
+    assert ("logreg", "paper") not in by_model and by_model["logreg", "defaults"]["published"] is None
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
     report.update_readme(readme, report.markdown(rows))
