@@ -38,34 +38,40 @@ def conv_block(x: torch.Tensor, conv: nn.Conv2d, bn: nn.BatchNorm2d) -> torch.Te
 
 
 class CNN(nn.Module):
-    """Published CNN: two conv/batch-norm/ReLU/max-pool blocks, then 3136 -> hidden -> classes."""
+    """Published CNN: two conv/batch-norm/ReLU/max-pool blocks, then 3136 -> hidden -> classes.
 
-    def __init__(self, hidden_size: int = 196, dropout: float = 0.5, n_classes: int = N_CLASSES):
+    ``width`` is the first block's channels (the second has twice as many): 32 as published; the fast recipe
+    uses a narrower one.
+    """
+
+    def __init__(self, hidden_size: int = 196, dropout: float = 0.5, n_classes: int = N_CLASSES, width: int = 32):
         super().__init__()
-        self.conv1 = nn.Conv2d(1, 32, kernel_size=3, padding=1)
-        self.bn1 = nn.BatchNorm2d(32)
+        self.conv1 = nn.Conv2d(1, width, kernel_size=3, padding=1)
+        self.bn1 = nn.BatchNorm2d(width)
         # 2x2 kernel with padding 1 turns 14x14 into 15x15; the pool floors that to 7x7, as published.
-        self.conv2 = nn.Conv2d(32, 64, kernel_size=2, padding=1)
-        self.bn2 = nn.BatchNorm2d(64)
-        self.fc1 = nn.Linear(64 * 7 * 7, hidden_size)
+        self.conv2 = nn.Conv2d(width, 2 * width, kernel_size=2, padding=1)
+        self.bn2 = nn.BatchNorm2d(2 * width)
+        self.fc1 = nn.Linear(2 * width * 7 * 7, hidden_size)
         self.drop = nn.Dropout(dropout)
         self.fc2 = nn.Linear(hidden_size, n_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = conv_block(x, self.conv1, self.bn1)  # (N, 32, 14, 14)
-        x = conv_block(x, self.conv2, self.bn2)  # (N, 64, 7, 7)
+        x = conv_block(x, self.conv1, self.bn1)  # (N, width, 14, 14)
+        x = conv_block(x, self.conv2, self.bn2)  # (N, 2 width, 7, 7)
         x = F.relu(self.drop(self.fc1(x.flatten(1))))  # (N, hidden)
         return self.fc2(x)  # (N, classes)
 
 
 MODELS = {"mlp": MLP, "cnn": CNN}
-MAX_HIDDEN = 65536  # a larger layer is a typo or a hostile file, not a network of this repo
+MAX_HIDDEN, MAX_WIDTH = 65536, 1024  # larger layers are a typo or a hostile file, not a network of this repo
 
 
-def build_model(name: str, hidden_size: int = 196, dropout: float = 0.5, n_classes: int = N_CLASSES) -> nn.Module:
+def build_model(name: str, hidden_size: int = 196, dropout: float = 0.5, n_classes: int = N_CLASSES,
+                width: int = 32) -> nn.Module:  # fmt: skip
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
-    return MODELS[name](hidden_size=hidden_size, dropout=dropout, n_classes=n_classes)
+    shape = {"width": width} if name == "cnn" else {}  # the MLP has no convolutions
+    return MODELS[name](hidden_size=hidden_size, dropout=dropout, n_classes=n_classes, **shape)
 
 
 def has_conv(model: nn.Module) -> bool:

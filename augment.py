@@ -14,7 +14,7 @@ Kinds (``distort(..., kinds=...)``), each on top of the random affine map that i
 - ``blocky``: down-sampled to 8-14 px and scaled back up (nearest or bilinear): an upscaled low-resolution scan;
 - ``blur``: gaussian blur of a per-sample width;
 - ``gamma``: a per-sample gamma on the ink, softer or harder stroke edges;
-- ``refit``: last, what predict.to_mnist does to a user's image: the ink's box scaled to fit 20x20 (keeping
+- ``refit``: last, what inference.to_mnist does to a user's image: the ink's box scaled to fit 20x20 (keeping
   its aspect) and the centre of mass moved to the middle, so no distorted digit has a size or place that
   to_mnist would never produce. It did not help on validation (benchmarks/handwriting_tuning.md), so
   ``--recipe handwriting`` leaves it out.
@@ -169,7 +169,7 @@ def ink_box(x, threshold: float):
 
 
 def refit(x, box: int = 20):
-    """As predict.to_mnist: scale each sample so that its ink's box fits box x box keeping the aspect, and
+    """As inference.to_mnist: scale each sample so that its ink's box fits box x box keeping the aspect, and
     put its centre of mass at pixel (14, 14) of 28 (the middle, as scaled). One affine resampling.
     (N, 1, H, W) -> (N, 1, H, W); a sample without ink is left as it is."""
 
@@ -197,7 +197,7 @@ def distort(x, strength: float = 1.0, kinds=(), generator=None):
 
     Geometry first (affine and elastic share one resampling), then stroke width, blockiness, blur and
     gamma, then the refit to the 20x20 box; finally each sample's brightest ink is brought back to 1, as
-    predict.to_mnist does for users' images. With ``kinds`` empty this is the plain affine augmentation
+    inference.to_mnist does for users' images. With ``kinds`` empty this is the plain affine augmentation
     that the best recipe was chosen with (same draws, same batches).
     """
 

@@ -27,7 +27,7 @@ import numpy as np
 import cli
 from augment import KINDS, parse_kinds
 from checkpoint import load_weights, read_checkpoint, save_checkpoint, set_rng_states
-from Network import MAX_HIDDEN
+from Network import MAX_HIDDEN, MAX_WIDTH
 from trainer import build, evaluate, load_data, resolve_amp, resolve_device, setup_torch, steps_per_epoch, train
 from utils import (
     ProjectError,
@@ -37,6 +37,7 @@ from utils import (
     plot_confusion,
     positive,
     print_config,
+    process_age,
     pyplot,
     run_cli,
     savefig,
@@ -47,8 +48,8 @@ from utils import (
 
 # The published settings; a recipe overrides some of them, flags given explicitly override the recipe.
 PAPER = {"epochs": 20, "batch_size": 30, "lr": 0.01, "optimizer": "sgd", "momentum": 0.0, "weight_decay": 0.0,
-         "schedule": "constant", "hidden_size": 196, "dropout": 0.5, "label_smoothing": 0.0, "augment": 0.0,
-         "distort": "", "amp": False, "eval_every": 1000}  # fmt: skip
+         "schedule": "constant", "hidden_size": 196, "width": 32, "dropout": 0.5, "label_smoothing": 0.0,
+         "augment": 0.0, "distort": "", "amp": False, "eval_every": 1000}  # fmt: skip
 # The recipes were chosen on validation accuracy alone (python dl_main.py --recipe R --val-size 10000: 10000
 # training images held out, the test set untouched); the target (final model, full test set) is checked after.
 FAST = {"optimizer": "adam", "schedule": "onecycle", "amp": "auto", "batch_size": 128, "eval_every": 0}
@@ -95,7 +96,8 @@ RECIPES = {
         }
     },  # fmt: skip
 }
-LIMITS = {"hidden_size": MAX_HIDDEN, "epochs": 10000, "batch_size": 65536}  # beyond these a typo, not an experiment
+# Beyond these a typo (or a hostile checkpoint), not an experiment.
+LIMITS = {"hidden_size": MAX_HIDDEN, "width": MAX_WIDTH, "epochs": 10000, "batch_size": 65536}
 
 
 # ---------------------------------------------------------------- settings
@@ -125,6 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--weight-decay", type=non_negative(float), help="(paper: 0)")
     r.add_argument("--schedule", choices=["constant", "onecycle"], help="learning-rate schedule (paper: constant)")
     r.add_argument("--hidden-size", type=positive(int), help="hidden units (paper: 196)")
+    r.add_argument("--width", type=positive(int), help="cnn: channels of the first conv layer, twice that in the "
+                   "second (paper: 32)")  # fmt: skip
     r.add_argument("--dropout", type=non_negative(float), help="dropout probability, below 1 (paper: 0.5)")
     r.add_argument("--label-smoothing", type=non_negative(float), help="below 1 (paper: 0)")
     r.add_argument(
@@ -269,9 +273,10 @@ def run_seed(config: dict, index: int, data: dict, device, stop) -> dict | None:
     if final is None:  # a finished run resumed: evaluate it here
         start = time.perf_counter()
         final = (*evaluate(model, *data["eval"]), time.perf_counter() - start)
+    drawn = time.perf_counter()
     if index == 0:  # the merged record keeps the first seed's history and predictions; so do the figures
         plot_curves(state["history"], curves, title)
-    return seed_record(config, data, state, final, device, path)
+    return {**seed_record(config, data, state, final, device, path), "seconds_figures": time.perf_counter() - drawn}
 
 
 def seed_record(config: dict, data: dict, state: dict, final: tuple, device, path: Path) -> dict:
@@ -288,8 +293,9 @@ def seed_record(config: dict, data: dict, state: dict, final: tuple, device, pat
             "predictions": pred.cpu().tolist(), "history": state["history"], "config": config}  # fmt: skip
 
 
-def write_outputs(record: dict, data: dict, config: dict) -> None:
-    """Figures first, the JSON last: its presence vouches for a finished run."""
+def write_outputs(record: dict, data: dict, config: dict, timings: dict) -> None:
+    """Figures first, the JSON last: its presence vouches for a finished run. ``timings``: where the seconds
+    went before this call (start-up, data, training, evaluation); the figures' seconds are added here."""
     classes, pred, labels = data["classes"], np.asarray(record["predictions"]), data["labels"]
     record.update(labels=labels.tolist(), classes=classes, per_class=per_class_scores(labels, pred, classes),
                   versions=versions("torch", "torchvision", "numpy", "scikit-learn"))  # fmt: skip
@@ -298,7 +304,10 @@ def write_outputs(record: dict, data: dict, config: dict) -> None:
     record["target"], record["target_met"] = target, None if target is None else record["accuracy"] >= target
     paths = cli.run_paths(config)
     title = f"{config['name']}: {100 * record['accuracy']:.2f}% on {record['n_eval']} {record['split']} images"
+    start = time.perf_counter()
     plot_confusion(labels, pred, classes, paths["confusion"], title)
+    timings["figures"] = record.pop("seconds_figures") + time.perf_counter() - start  # the curves: first seed only
+    record["timings"] = timings
     write_json(paths["record"], record)
     if target is not None:
         verdict = "reached" if record["target_met"] else "NOT reached"
@@ -336,6 +345,7 @@ def run_all(config: dict, stop) -> int:
     if config["resume"]:  # the data and every training setting come from the checkpoint
         path = checkpoint_file(config, 0)
         config = resumed_config(config, read_checkpoint(path, need_training_state=True), path)
+    started, timings = time.perf_counter(), {"startup": process_age()}  # startup: interpreter and imports
     device = resolve_device(config["device"])
     config["amp"] = resolve_amp(config["amp"], device)  # saved resolved: a resumed run repeats it
     print_config(config)
@@ -345,6 +355,7 @@ def run_all(config: dict, stop) -> int:
     setup_torch(config, device)
     data = load_data(config, device)
     config["classes"] = data["classes"]
+    timings["data"] = time.perf_counter() - started  # with the device and thread set-up
     if steps_per_epoch(len(data["train"][1]), config["batch_size"]) == 0:
         raise ProjectError(
             f"{len(data['train'][1])} training image(s) make no batch of --batch-size "
@@ -359,7 +370,9 @@ def run_all(config: dict, stop) -> int:
             print(f"dl_main.py: {why}; checkpoint saved to {path}; continue with --resume", file=sys.stderr)
             return 130 if stop.requested else 0
         records.append(record)
-    write_outputs(summarize_seeds(records), data, records[0]["config"])
+    timings["training"] = sum(r["seconds_train"] - r["seconds_eval_during_training"] for r in records)
+    timings["evaluation"] = sum(r["seconds_eval_during_training"] + r["seconds_predict"] for r in records)
+    write_outputs(summarize_seeds(records), data, records[0]["config"], timings)
     return 0
 
 

@@ -203,6 +203,17 @@ def _jsonable(obj):
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
+def process_age() -> float | None:
+    """Seconds since this process started (Linux, from /proc), so that start-up and imports can be counted."""
+    try:
+        with open("/proc/self/stat") as f:
+            start_ticks = int(f.read().rsplit(")", 1)[1].split()[19])  # field 22, starttime, in clock ticks
+        with open("/proc/uptime") as f:
+            return float(f.read().split()[0]) - start_ticks / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
+
+
 def cpu_model() -> str:
     """The CPU's marketing name (absolute times mean little without it), or the platform's word for it."""
     with contextlib.suppress(OSError):

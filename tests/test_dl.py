@@ -101,6 +101,9 @@ def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     assert (rec["n_train"], rec["n_eval"], len(rec["predictions"])) == (300, 200, 200)
     assert 0 <= rec["accuracy"] <= 1 and rec["config"]["batch_size"] == 30
     assert set(rec["per_class"]) == {str(i) for i in range(10)}
+    timings = rec["timings"]  # where the seconds went, for the speed benchmark
+    assert set(timings) == {"startup", "data", "training", "evaluation", "figures"}
+    assert all(v >= 0 for v in timings.values()) and timings["figures"] > 0 and timings["training"] > 0
     assert only(out / "plots" / "mnist", "curves_cnn-*.png").stat().st_size > 0
     assert only(out / "plots" / "mnist", "confusion_cnn-*.png").stat().st_size > 0
     ckpt = torch.load(ckpt_path(out), weights_only=True)
