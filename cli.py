@@ -8,6 +8,7 @@ working folder), so every script works from anywhere; each run writes under ``<f
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 from dataset import BUNDLED, REPO
@@ -20,9 +21,22 @@ RUNTIME = {"device", "threads", "data_dir", "results_dir", "plots_dir", "checkpo
            "log_every", "eval_every", "engine", "algo", "model", "recipe", "dataset"}  # fmt: skip
 
 
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "custom"
+
+
+def dataset_type(name: str) -> str:
+    """An argparse type for --dataset: the name becomes a folder under data/, results/, plots/, checkpoints/,
+    so it is lower-case letters, digits and dashes only (no slashes or dots that would lead elsewhere)."""
+    if name != slug(name):
+        raise argparse.ArgumentTypeError(f"{name!r}: use lower-case letters, digits and dashes (e.g. {slug(name)})")
+    return name
+
+
 def add_data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", default="mnist", help="dataset prepared under --data-dir (default: mnist)")
+    g.add_argument("--dataset", type=dataset_type, default="mnist",
+                   help="dataset prepared under --data-dir (default: mnist)")  # fmt: skip
     g.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: the repo's data/)")
     g.add_argument("--train-size", type=positive(int), help="train on the first N training images (default: all)")
     g.add_argument("--val-size", type=non_negative(int), default=0,

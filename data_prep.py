@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import re
 import sys
 import zlib
 from pathlib import Path
@@ -25,6 +24,7 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
+from cli import slug
 from dataset import BUNDLED, DATASETS, IDX_NAMES, REPO, known_classes, sha256
 from utils import (
     ProjectError,
@@ -291,10 +291,6 @@ def build(dataset, source, files, out, expected, fix, fingerprint, write_json_fi
 
 
 # ---------------------------------------------------------------- CLI
-def slug(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "custom"
-
-
 def dataset_name(name: str | None, source: Path | None) -> str:
     """--dataset as given, or the --source folder's name; letters, digits and dashes only."""
     if name is None:

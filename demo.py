@@ -31,7 +31,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 import inference
-from cli import CHECKPOINTS, DEVICES
+from cli import CHECKPOINTS, DEVICES, dataset_type
 from dataset import REPO
 from utils import ProjectError, positive, run_cli
 
@@ -258,7 +258,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=CHECKPOINTS,
         help="where the trained models are, in <dir>/<dataset>/ (default: the repo's checkpoints/)",
     )
-    p.add_argument("--dataset", default="mnist", help="which dataset's models to load (default: mnist)")
+    p.add_argument("--dataset", type=dataset_type, default="mnist", help="whose models to load (default: mnist)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="for the networks (default: auto)")
     p.add_argument("--max-upload-mb", type=positive(float), default=10.0, help="largest accepted upload (default: 10)")
     p.add_argument("--screenshot", type=Path, help="draw a digit in headless Chromium, save the page as PNG, exit")

@@ -46,7 +46,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from checkpoint import load_model
-from cli import DEVICES
+from cli import DEVICES, dataset_type
 from dataset import INK_THRESHOLD, REPO, SIDE
 from utils import ProjectError, atomic_path
 
@@ -105,9 +105,11 @@ def read_grey(source, name: str | None = None) -> np.ndarray:
     except FileNotFoundError:
         raise ProjectError(f"{name}: no such file") from None
     except UnidentifiedImageError:
-        what = (
-            "empty file" if isinstance(opened, Path) and opened.stat().st_size == 0 else "not an image Pillow can read"
-        )
+        what = "not an image Pillow can read"
+        if isinstance(opened, Path) and not opened.is_file():
+            what = "not a regular file"  # a device or a pipe (/dev/zero would never end)
+        elif isinstance(opened, Path) and opened.stat().st_size == 0:
+            what = "empty file"
         raise ProjectError(f"{name}: {what}; use PNG or JPEG") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow's ways of saying truncated or damaged
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "damaged or truncated image"
@@ -501,7 +503,7 @@ def add_model_flags(p) -> None:
                    f"{', '.join(RECIPES['classical'])}); default: the first of those that is trained")  # fmt: skip
     p.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINTS,
                    help="where the models are (default: checkpoints/ beside this script)")  # fmt: skip
-    p.add_argument("--dataset", default="mnist", help="which dataset's models (default: mnist)")
+    p.add_argument("--dataset", type=dataset_type, default="mnist", help="which dataset's models (default: mnist)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="for networks (default: auto)")
 
 

@@ -169,8 +169,8 @@ def run_all(configs: list[dict]) -> list[dict]:
                        "--checkpoint-dir": paths["checkpoint"].parent})  # fmt: skip
     data = load_splits(first)
     if len(np.unique(data["train"][1])) < 2:
-        raise ProjectError(f"the {len(data['train'][1])} training image(s) hold a single class; a classifier needs "
-                           "at least two: choose a larger --train-size")  # fmt: skip
+        raise ProjectError(f"the {len(data['train'][1])} training image(s) hold a single class; a classifier "
+                           "needs two or more: use a larger --train-size or a smaller --val-size")  # fmt: skip
     for config in configs:
         Classifier.validate(config, n_train=len(data["train"][1]))
     records = []

@@ -230,7 +230,7 @@ README_FIGURES = ("comparison.png", "misclassified.png", "confusion_matrices.png
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default="mnist", help="whose runs to report (default: mnist)")
+    p.add_argument("--dataset", type=cli.dataset_type, default="mnist", help="whose runs to report (default: mnist)")
     p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (for the test images)")
     cli.add_output_flags(p, checkpoints=False)
     p.add_argument("--update-readme", action="store_true",

@@ -4,7 +4,9 @@ classical models saved and loaded through a trusted-type list, and one predictor
 from __future__ import annotations
 
 import io
+import os
 import pickle
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -162,6 +164,8 @@ def test_bad_files_are_one_line_naming_the_file(page, tmp_path):
     for name, problem in expected.items():
         message = one_line_error(prepare, tmp_path / name)
         assert message.startswith(f"{tmp_path / name}: {problem}"), message
+    if os.path.exists("/dev/zero"):  # a device never ends: refused without reading it
+        assert one_line_error(prepare, Path("/dev/zero")).startswith("/dev/zero: not a regular file")
     assert one_line_error(prepare, b"", "upload.png") == "upload.png: empty file, not an image"
     assert one_line_error(prepare, b"GIF89a", "upload.gif").startswith("upload.gif: ")
 

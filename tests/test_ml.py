@@ -9,7 +9,10 @@ import pytest
 from sklearn.svm import SVC
 
 import Classifier
+import dl_main
 import ml_main
+import predict
+import report
 from Classifier import REGISTRY, build, deskew, pixel_moments, settings
 from dataset import load_split
 
@@ -196,6 +199,16 @@ BAD = [
     (["--algo", "svm", "--k", "5"], "--k does not apply to svm; it is for knn"),
     (["--algo", "knn", "--dtype", "float16"], "--dtype must be one of float32, float64"),
 ]
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "..", "Big Name"])
+def test_dataset_names_cannot_lead_out_of_their_folders(capsys, name):
+    """The name becomes a folder under data/, results/, plots/ and checkpoints/: only letters, digits, dashes."""
+    for main in (ml_main.main, dl_main.main, report.main, predict.main):
+        extra = ["x.png"] if main is predict.main else []
+        with pytest.raises(SystemExit) as exit_:
+            main([*extra, "--dataset", name])
+        assert exit_.value.code == 2 and "use lower-case letters, digits and dashes" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(("args", "message"), BAD)
