@@ -23,6 +23,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 import cli
 from augment import KINDS, parse_kinds
@@ -244,8 +245,6 @@ def resumed_config(config: dict, ckpt: dict, path: Path) -> dict:
 
 def run_seed(config: dict, index: int, data: dict, device, stop) -> dict | None:
     """Train (or continue) one seed and return its record; None when stopped before the end."""
-    import torch
-
     path, state, ckpt = checkpoint_file(config, index), fresh_state(), None
     if config["resume"] and (index == 0 or path.exists()):  # later seeds may not have started yet
         ckpt = read_checkpoint(path, need_training_state=True)
@@ -290,6 +289,7 @@ def seed_record(config: dict, data: dict, state: dict, final: tuple, device, pat
             "seconds_train": state["seconds_train"], "seconds_eval_during_training": state["seconds_eval"],
             "seconds_per_epoch": state["seconds_train"] / config["epochs"], "seconds_predict": seconds_predict,
             "steps": state["step"], "seed": config["seed"], "device": str(device), "checkpoint": str(path),
+            "threads": torch.get_num_threads() if device.type == "cpu" else None,
             "predictions": pred.cpu().tolist(), "history": state["history"], "config": config}  # fmt: skip
 
 

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from augment import distort
 from dataset import load_splits
 from Network import build_model, has_conv
-from utils import ProjectError, usable_cores
+from utils import ProjectError, idle_cores, usable_cores
 
 EVAL_BATCH = 1000
 
@@ -85,7 +85,11 @@ def resolve_amp(requested, device) -> bool:
 def setup_torch(config: dict, device) -> None:
     if device.type == "cpu":
         keep_freed_memory()
-    torch.set_num_threads(config["threads"] or usable_cores())
+    threads = config["threads"] or idle_cores()  # --threads 0: the cores no other process is busy on
+    if threads < usable_cores() and not config["threads"]:
+        print(f"note: {usable_cores() - threads} of {usable_cores()} cores are busy with other work; "
+              f"training with {threads} thread(s) (--threads N to choose)")  # fmt: skip
+    torch.set_num_threads(threads)
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS
         torch.backends.cudnn.benchmark = False

@@ -329,3 +329,16 @@ def test_explicit_amp_is_kept_with_a_warning(monkeypatch, capsys):
     cpu = torch.device("cpu")
     assert trainer.resolve_amp(True, cpu) is True and "slower than float32" in capsys.readouterr().out
     assert trainer.resolve_amp(False, cpu) is False and capsys.readouterr().out == ""
+
+
+@pytest.mark.parametrize(("running", "cores", "threads"), [("1/300", 2, 2), ("2/300", 2, 1), ("3/300", 2, 1),
+                                                           ("5/300", 2, 1), ("3/300", 8, 6)])  # fmt: skip
+def test_threads_leave_the_cores_that_others_are_busy_on(tmp_path, monkeypatch, running, cores, threads):
+    """--threads 0 trains on the cores not busy with other work (this process itself is one running task)."""
+    import utils
+
+    loadavg = tmp_path / "loadavg"
+    loadavg.write_text(f"0.50 0.40 0.30 {running} 12345\n")
+    monkeypatch.setattr(utils, "usable_cores", lambda: cores)
+    assert utils.idle_cores(samples=3, interval=0, loadavg=str(loadavg)) == threads
+    assert utils.idle_cores(loadavg=str(tmp_path / "missing")) == cores  # no /proc: every usable core
