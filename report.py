@@ -59,7 +59,8 @@ def note(record: dict) -> str:
     if record["config"].get("recipe") == "tuned":
         return "tuned on a validation split held out of the training data (see Classifier.py)"
     if setting(record) != "paper":
-        return ""
+        recipe = record["config"].get("recipe")
+        return f"the {recipe} recipe, chosen on a validation split (dl_main.py)" if recipe else ""
     return NOTES.get(record["model"], "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]")
 
 
