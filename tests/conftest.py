@@ -7,6 +7,11 @@ import os
 import struct
 from pathlib import Path
 
+try:
+    import fcntl  # POSIX: lets the xdist workers build the shared data once
+except ImportError:  # Windows: each worker builds its own
+    fcntl = None
+
 import numpy as np
 import pytest
 
@@ -77,9 +82,17 @@ def write_source(folder: Path, arrays: dict, gz: bool = True) -> Path:
 
 @pytest.fixture(scope="session")
 def full_mnist(tmp_path_factory):
-    """The bundled MNIST prepared once (without the large JSON files) into a temporary data dir."""
-    data_dir = tmp_path_factory.mktemp("data")
-    manifest = prepare("mnist", data_dir=data_dir, plots_dir=data_dir, write_json_files=False, quiet=True)
+    """The bundled MNIST prepared (without the large JSON files) into a temporary data dir, once per test run:
+    under pytest-xdist the workers share it, the first one builds it and the others wait, then reuse it (read
+    only: no test writes into it)."""
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER") and fcntl:
+        root = root.parent  # the run's folder, shared by its workers (with a lock; without one, each its own)
+    data_dir = root / "shared-mnist"
+    with open(root / "shared-mnist.lock", "w") as lock:
+        if fcntl:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        manifest = prepare("mnist", data_dir=data_dir, plots_dir=data_dir, write_json_files=False, quiet=True)
     return data_dir, manifest
 
 
