@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -50,6 +52,20 @@ def all_runs(full_mnist, tmp_path_factory):
         assert ml_main.main([str(a) for a in argv]) == 0
         outs[recipe] = out
     return outs
+
+
+EXPECTED = json.loads((Path(__file__).with_name("expected_predictions.json")).read_text())
+
+
+@pytest.mark.parametrize("algo", sorted(EXPECTED["runs"]))
+def test_pinned_versions_reproduce_the_recorded_predictions(all_runs, algo):
+    """A fresh install on the pinned versions gives exactly these predictions; a changed library shows here."""
+    rec, expected = load_record(all_runs["paper"], algo), EXPECTED["runs"][algo]
+    digest = hashlib.sha256(json.dumps(rec["predictions"]).encode()).hexdigest()
+    here = {k: rec["versions"].get(k) for k in EXPECTED["versions"] if k != "python"}
+    assert (rec["accuracy"], digest) == (expected["accuracy"], expected["sha256"]), (
+        f"{algo}: not the recorded predictions; recorded with {EXPECTED['versions']}, here {here}"
+    )
 
 
 def load_record(out, model):
