@@ -54,8 +54,9 @@ def shared(args) -> dict:
     return {k: getattr(args, k) for k in keys}
 
 
-def plan(args) -> list[tuple[str, object]]:
-    """(title, function) for every step, in order; each function takes no argument."""
+def plan(args, started: float) -> list[tuple[str, object]]:
+    """(title, function) for every step, in order; each function takes no argument. ``started``: the
+    experiment's perf_counter start, so that the report can say how long everything before it took."""
     common = shared(args)
     prep = {"dataset": args.dataset, "source": args.source, "data_dir": args.data_dir, "plots_dir": args.plots_dir}
     steps = [("data", lambda: data_prep.prepare(**prep))]
@@ -68,7 +69,7 @@ def plan(args) -> list[tuple[str, object]]:
             config = dl_main.make_config(model=net, recipe=args.recipe, **common)
             steps.append((f"network {net}, {args.recipe} recipe", lambda c=config: run_network(c)))
     steps.append(("report", lambda: report.make_report(args.dataset, args.data_dir, args.results_dir, args.plots_dir,
-                                                      args.update_readme)))  # fmt: skip
+                                                      args.update_readme, time.perf_counter() - started)))  # fmt: skip
     return steps
 
 
@@ -81,8 +82,9 @@ def run_network(config: dict) -> None:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     print_config(vars(args))
-    steps = plan(args)
-    timings, start = {}, time.perf_counter()
+    start = time.perf_counter()
+    steps = plan(args, start)
+    timings = {}
     for i, (title, step) in enumerate(steps, 1):
         print(f"\n== [{i}/{len(steps)}] {title}", flush=True)
         t0 = time.perf_counter()

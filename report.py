@@ -122,14 +122,15 @@ def mixed_splits_note(rows: list[dict]) -> str:
             "rerun them on one split (see train/test).\n")  # fmt: skip
 
 
-def machine_note(records: list[dict]) -> str:
+def machine_note(records: list[dict], experiment_seconds: float | None = None) -> str:
     """Where the table's seconds and numbers come from: the CPU and the library versions the records saved."""
     keys = ("cpu", "python", "torch", "torchvision", "numpy", "scikit-learn", "scikit-learn-intelex")
     seen = {k: sorted({str(r.get("versions", {}).get(k)) for r in records} - {"None"}) for k in keys}
     cpu = " / ".join(seen.pop("cpu")) or "a CPU the records do not name"
     cores = sorted({r.get("versions", {}).get("cpus") for r in records} - {None})
     libs = ", ".join(f"{k} {' / '.join(v)}" for k, v in seen.items() if v)
-    return f"\nMeasured on {cpu} ({'/'.join(map(str, cores))} cores) with {libs}.\n"
+    took = f" `python experiment.py` took {experiment_seconds / 60:.1f} min." if experiment_seconds else ""
+    return f"\nMeasured on {cpu} ({'/'.join(map(str, cores))} cores) with {libs}.{took}\n"
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -240,14 +241,16 @@ def parse_args(argv=None):
     return p.parse_args(argv)
 
 
-def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path, update: bool = False) -> str:
-    """Table (Markdown and CSV) and figures from the saved records; returns the Markdown table."""
+def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path, update: bool = False,
+                experiment_seconds: float | None = None) -> str:  # fmt: skip
+    """Table (Markdown and CSV) and figures from the saved records; returns the Markdown table.
+    ``experiment_seconds``: from experiment.py, how long its steps before the report took."""
     out, figures = Path(results_dir) / dataset, Path(plots_dir) / dataset
     check_output_dirs({"--results-dir": out, "--plots-dir": figures})
     records = load_results(results_dir, dataset)
     classes = records[0]["classes"]
     rows = table_rows(records, dataset)
-    table = markdown(rows) + mixed_splits_note(rows) + machine_note(records)
+    table = markdown(rows) + mixed_splits_note(rows) + machine_note(records, experiment_seconds)
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(f"# Results on {dataset}\n\n{table}")
     write_csv(rows, out / "report.csv")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 
 import numpy as np
 import pytest
@@ -62,6 +63,7 @@ def test_report_table_and_figures(fashion_run):
     table = (dirs["results"] / "tdigits" / "report.md").read_text()
     assert "# Results on tdigits" in table and "| knn | paper |" in table and "| knn | tuned |" in table
     assert "| cnn | fast |" in table  # every run is its own row
+    assert re.search(r"Measured on .+ \(\d+ cores\) with python .*`python experiment.py` took \d+\.\d min", table)
     assert "97.50%" not in table  # published MNIST figures are not compared with another dataset
     with open(dirs["results"] / "tdigits" / "report.csv") as f:
         rows = list(csv.DictReader(f))
