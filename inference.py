@@ -46,13 +46,12 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from scipy import ndimage
 
 from checkpoint import load_model
-from cli import DEVICES, dataset_type
-from dataset import INK_THRESHOLD, REPO, SIDE
+from cli import CHECKPOINTS, DEVICES, dataset_type
+from dataset import INK_THRESHOLD, SIDE
 from utils import ProjectError, atomic_path
 
-# torch, scikit-learn and skops are imported inside the functions that use them, so that predict.py --help,
-# and a run with one model, do not pay for all three (several seconds each on a busy 2-core machine).
-CHECKPOINTS = REPO / "checkpoints"  # beside the code, whatever the working folder
+# scikit-learn is imported inside the functions that use it, so that predict.py --help and a run with a
+# network alone do not pay for it (torch comes with checkpoint.py, skops is small).
 NETWORKS = ("cnn", "mlp")
 CLASSICAL = ("svm", "knn", "dt", "logreg", "pca-svm", "rf")
 # Each family's recipes, preferred first: the one a bare --model picks when several are trained.
@@ -258,7 +257,6 @@ def save_classical(pipeline, path, meta: dict, check_X) -> Path:
     ``check_X`` (a few hundred raw images, as the pipeline takes them) proves the file: it is written only
     if the pipeline reloaded from it, through the trusted-type list, predicts their labels as ``pipeline`` does.
     """
-
     path = Path(path)
     record = {**meta, "score_kind": score_kind(pipeline), "estimator": qualified(type(final_step(pipeline))),
               "versions": {name: version(name) for name in ("scikit-learn", "skops")}}  # fmt: skip
@@ -369,7 +367,6 @@ class Predictor:
 
 
 def network_scores(model):
-
     device = next(model.parameters()).device
 
     def scores(x: np.ndarray) -> np.ndarray:

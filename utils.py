@@ -301,7 +301,6 @@ def summarize_seeds(records: list[dict]) -> dict:
     ``accuracy`` and the timings to the mean over seeds, and adds ``accuracy_std``
     (sample standard deviation; None for a single run) and ``runs`` (per-seed figures).
     """
-
     keys = ("seed", "accuracy", "seconds_fit", "seconds_train", "seconds_predict")
     merged = dict(records[0])
     merged["runs"] = [{k: r[k] for k in keys if k in r} for r in records]

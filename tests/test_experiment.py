@@ -82,6 +82,8 @@ def test_report_on_mnist_names_published_figures(fashion_run, tmp_path):
     assert "R²" in by_model["dt", "paper"]["notes"] and "validation split" in by_model["dt", "tuned"]["notes"]
     assert by_model["logreg", "defaults"]["notes"].startswith("not in the write-up")  # its paper run: defaults
     assert ("logreg", "paper") not in by_model and by_model["logreg", "defaults"]["published"] is None
+    by_hand = {"model": "cnn", "name": "cnn-paper-epochs2", "config": {"recipe": "paper"}}
+    assert report.note(by_hand) == ""  # published settings changed by hand: no note claims a validation choice
     readme = tmp_path / "README.md"
     readme.write_text("intro\n<!-- results:start -->\nold\n<!-- results:end -->\noutro\n")
     report.update_readme(readme, report.markdown(rows))
