@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import gzip
 import json
 from pathlib import Path
@@ -275,6 +276,8 @@ def test_tampered_cache_is_refused(small_source, tmp_path, change):
 def test_tampered_bundled_cache_is_rebuilt(bundled_copy, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("dataset.BUNDLED", bundled_copy)
     monkeypatch.setattr("data_prep.BUNDLED", bundled_copy)
+    # The rebuild draws samples.png where the bundled data's figure goes, the repo's plots/: here a temporary one.
+    monkeypatch.setattr("data_prep.prepare", functools.partial(data_prep.prepare, plots_dir=tmp_path / "plots"))
     x, y = load_split("test", data_dir=bundled_copy, size=100)  # built on first use
     tamper(bundled_copy / "mnist" / "cache.npz", lambda a: a.update(y_test=(a["y_test"] + 1) % 10))
     x2, y2 = load_split("test", data_dir=bundled_copy, size=100)
