@@ -109,7 +109,7 @@ def test_report_flags_rows_from_different_test_splits(fashion_run):
 
 
 def test_report_without_results_fails_cleanly(tmp_path, capsys):
-    assert report.main(["--results-dir", str(tmp_path)]) == 1
+    assert report.main(["--results-dir", str(tmp_path), "--plots-dir", str(tmp_path / "plots")]) == 1
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "no model results" in err
 
