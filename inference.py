@@ -76,6 +76,17 @@ TRUSTED = (
     "sklearn.tree._classes.DecisionTreeClassifier", "sklearn.tree._tree.Tree",
     "sklearn.ensemble._forest.RandomForestClassifier",
     "sklearn.linear_model._logistic.LogisticRegression",
+    # the Fashion-MNIST benchmark's family: StandardScaler first; l1 logreg one-vs-rest; gb; sk-mlp
+    "sklearn.preprocessing._data.StandardScaler", "sklearn.multiclass.OneVsRestClassifier",
+    "sklearn.preprocessing._label.LabelBinarizer", "sklearn.preprocessing._label.LabelEncoder",
+    "sklearn.ensemble._hist_gradient_boosting.gradient_boosting.HistGradientBoostingClassifier",
+    "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
+    "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
+    "sklearn._loss.loss.HalfMultinomialLoss", "sklearn._loss._loss.CyHalfMultinomialLoss",
+    "sklearn._loss.link.MultinomialLogit", "sklearn._loss.link.Interval",
+    "sklearn.neural_network._multilayer_perceptron.MLPClassifier",
+    "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
+    "numpy.uint64", "numpy.random._generator.Generator", "numpy.random.mtrand.RandomState",  # fitted RNG states
 )  # fmt: skip
 
 # ---------------------------------------------------------------- images

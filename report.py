@@ -16,27 +16,17 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from sklearn.metrics import ConfusionMatrixDisplay
 
 import cli
+import published
 from dataset import BUNDLED, REPO, load_split
-from utils import ProjectError, atomic_path, check_output_dirs, pyplot, read_json, run_cli, savefig
+from utils import ProjectError, atomic_path, check_output_dirs, draw_confusion, pyplot, read_json, run_cli, savefig
 
-# The published experiment's test accuracies, and what a reader needs to know to compare them.
-PUBLISHED = {"knn": 0.9750, "dt": 0.7596, "svm": 0.9792, "mlp": 0.9386, "cnn": 0.9886}
-NOTES = {
-    "knn": "published 97.50%; the original code's own comment says 97.05%",
-    "dt": "published 75.96% is the R² score of a DecisionTreeRegressor(max_depth=16), not an accuracy; "
-    "this row is a real classifier's accuracy",
-    "svm": "published: SVC() defaults on pixels in [0, 1]",
-    "mlp": "published figure: best test accuracy seen during training, in train mode; here: final model, eval mode",
-    "cnn": "published figure: best test accuracy seen during training, in train mode; here: final model, eval mode",
-}
 DEFAULTS_NOTE = "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]"
-ORDER = ["knn", "dt", "svm", "mlp", "cnn"]
+DATA_SIZES = ("train_size", "test_size")  # explicit settings that change the data, not the model
 NOT_RESULTS = {"bench"}  # JSON files in the results folder that are not model runs
-COLUMNS = ["model", "setting", "published", "this_repo", "std", "seeds", "n_train", "n_test", "seconds_train",
-           "seconds_predict", "notes"]  # fmt: skip
+COLUMNS = ["model", "setting", "published", "published_high", "this_repo", "std", "seeds", "n_train", "n_test",
+           "seconds_train", "seconds_predict", "notes"]  # fmt: skip
 
 
 def load_results(results_dir: Path, dataset: str) -> list[dict]:
@@ -46,9 +36,10 @@ def load_results(results_dir: Path, dataset: str) -> list[dict]:
     records = [r for r in records if isinstance(r, dict) and r.get("split") == "test" and "accuracy" in r]
     if not records:
         raise ProjectError(f"no model results in {folder}/; run ml_main.py and dl_main.py (or experiment.py) first")
-    rank = {name: i for i, name in enumerate(ORDER)}
-    return sorted(records, key=lambda r: (rank.get(r["model"], len(ORDER)), r["model"], setting(r) != "paper",
-                                          r["name"]))  # fmt: skip
+    order = list(published.TABLES.get(dataset, published.WRITE_UP).rows)  # the published table's order first
+    rank, family = {name: i for i, name in enumerate(order)}, published.recipe(dataset)
+    return sorted(records, key=lambda r: (rank.get(r["model"], len(order)), r["model"],
+                                          not setting(r).startswith(family), r["name"]))  # fmt: skip
 
 
 def setting(record: dict) -> str:
@@ -56,22 +47,31 @@ def setting(record: dict) -> str:
     return record["name"].removeprefix(record["model"] + "-")
 
 
+def changed_by_hand(record: dict) -> list[str]:
+    """The settings given explicitly that change the recipe's model (not the data sizes), e.g. ['epochs2']."""
+    return [part for part in setting(record).split("-")[1:] if part != "val" and not part.startswith(DATA_SIZES)]
+
+
 def note(record: dict) -> str:
-    recipe = record["config"].get("recipe")
+    recipe, model, table = record["config"].get("recipe"), record["model"], published.table(record["dataset"])
+    if changed_by_hand(record):  # a recipe with settings changed by hand (paper-epochs2) was chosen by no one
+        return ""
     if recipe == "tuned":
-        return "tuned on a validation split held out of the training data (see Classifier.py)"
-    if setting(record) == "paper":
-        return NOTES.get(record["model"], DEFAULTS_NOTE)
-    if recipe and recipe != "paper":  # a paper run with settings changed by hand (paper-epochs2) was chosen by no one
-        return f"the {recipe} recipe, chosen on a validation split (dl_main.py)"
-    return ""
+        return f"tuned for {record['dataset']} on a validation split held out of the training data (see Classifier.py)"
+    if table and recipe == table.recipe and model in table.notes:
+        return table.notes[model]
+    if recipe == "paper":
+        return published.WRITE_UP.notes.get(model, DEFAULTS_NOTE)
+    if recipe == "benchmark":
+        return "the Fashion-MNIST benchmark's settings (Classifier.py)"
+    return f"the {recipe} recipe, chosen on a validation split (dl_main.py)"
 
 
 def shown_setting(record: dict) -> str:
     """The setting as the table and figures show it: a model the write-up never had has no published
     settings, so its ``paper`` run (the library's defaults) is shown as "defaults"."""
     name = setting(record)
-    if name.startswith("paper") and record["model"] not in PUBLISHED:
+    if name.startswith("paper") and record["model"] not in published.WRITE_UP.rows:
         return "defaults" + name.removeprefix("paper")
     return name
 
@@ -79,12 +79,14 @@ def shown_setting(record: dict) -> str:
 def table_rows(records: list[dict], dataset: str) -> list[dict]:
     rows = []
     for r in records:
-        published = PUBLISHED.get(r["model"]) if dataset == "mnist" else None
+        figure = published.figure(dataset, r["model"])
+        low, high = figure if isinstance(figure, tuple) else (figure, None)
         rows.append(
             {
                 "model": r["model"],
                 "setting": shown_setting(r),
-                "published": published,
+                "published": low,
+                "published_high": high,
                 "this_repo": r["accuracy"],
                 "std": r.get("accuracy_std"),
                 "seeds": len(r.get("seeds") or [r.get("seed")]),
@@ -92,7 +94,7 @@ def table_rows(records: list[dict], dataset: str) -> list[dict]:
                 "n_test": r.get("n_eval"),
                 "seconds_train": r.get("seconds_train", r.get("seconds_fit")),
                 "seconds_predict": r.get("seconds_predict"),
-                "notes": note(r) if dataset == "mnist" else "",
+                "notes": note(r),
             }
         )
     return rows
@@ -111,9 +113,20 @@ def markdown(rows: list[dict]) -> str:
             acc += f" ± {100 * r['std']:.2f} ({r['seeds']} seeds)"
         secs = [f"{r[k]:.1f}" if r[k] is not None else "" for k in ("seconds_train", "seconds_predict")]
         split = f"{r['n_train']}/{r['n_test']}"
-        lines.append(f"| {r['model']} | {r['setting']} | {pct(r['published'])} | {acc} | {secs[0]} | {secs[1]} "
+        shown = pct(r["published"]) + (f"–{pct(r['published_high'])}" if r["published_high"] is not None else "")
+        lines.append(f"| {r['model']} | {r['setting']} | {shown} | {acc} | {secs[0]} | {secs[1]} "
                      f"| {split} | {r['notes']} |")  # fmt: skip
     return "\n".join(lines) + "\n"
+
+
+def published_note(dataset: str) -> str:
+    """Under the table: whose figures the published column holds and how they were measured."""
+    table = published.table(dataset)
+    if table is None:
+        return f"\nNo published figures are known for {dataset}; the published column is empty.\n"
+    refs = ", ".join(f"{label} {pct(value)}" for label, value in table.references.items())
+    refs = f" Published, with no row here: {refs}." if refs else ""
+    return f"\nPublished column: {table.source} ({table.protocol}).{refs}\n"
 
 
 def mixed_splits_note(rows: list[dict]) -> str:
@@ -155,25 +168,35 @@ def test_images(record: dict, data_dir: Path) -> np.ndarray:
 
 
 def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
+    """Published (grey; a range as a bar to its low end and a line to its high end) vs this repo (blue), on an
+    axis from zero, with the published references no row reproduces (e.g. human performance) as dashed lines."""
     plt = pyplot()
-
     names = [f"{r['model']} ({r['setting']})" if r["setting"] else r["model"] for r in rows]
     ours = np.array([100 * r["this_repo"] for r in rows])
-    published = np.array([np.nan if r["published"] is None else 100 * r["published"] for r in rows])
+    low = np.array([np.nan if r["published"] is None else 100 * r["published"] for r in rows])
+    high = np.array([np.nan if r["published_high"] is None else 100 * r["published_high"] for r in rows])
     ypos = np.arange(len(rows))
     fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.5))
-    ax.barh(ypos + 0.2, published, height=0.4, label="published", color="#bbbbbb")
+    ax.barh(ypos + 0.2, low, height=0.4, label="published", color="#bbbbbb")
     ax.barh(ypos - 0.2, ours, height=0.4, label="this repo", color="#1f77b4")
+    ranged = ~np.isnan(high)
+    ax.hlines(ypos[ranged] + 0.2, low[ranged], high[ranged], color="#555555", lw=3)
     for y_, v in zip(ypos, ours, strict=True):
         ax.text(v + 0.2, y_ - 0.2, f"{v:.2f}", va="center", fontsize=8)
-    for y_, v in zip(ypos, published, strict=True):
-        if not np.isnan(v):
-            ax.text(v + 0.2, y_ + 0.2, f"{v:.2f}", va="center", fontsize=8, color="#555555")
+    for y_, lo, hi in zip(ypos, low, high, strict=True):
+        if not np.isnan(lo):
+            text = f"{lo:.2f}" if np.isnan(hi) else f"{lo:.1f}–{hi:.1f}"
+            ax.text((lo if np.isnan(hi) else hi) + 0.2, y_ + 0.2, text, va="center", fontsize=8, color="#555555")
+    table = published.table(dataset)
+    for label, value in (table.references if table else {}).items():
+        ax.axvline(100 * value, color="#d62728", ls="--", lw=1)
+        ax.text(100 * value, -0.7, f" {label} {100 * value:.1f}", color="#d62728", fontsize=8, ha="center")
     ax.set_xlim(0, 108)  # from zero: a cut axis would make a 2-point gap look like a 10-fold one
     ax.set_yticks(ypos, names)
     ax.invert_yaxis()
     ax.set_xlabel("test accuracy (%)", labelpad=2)
-    ax.set_title(f"{dataset}: published vs this repo")
+    ax.set_title(f"{dataset}: published vs this repo" + (f"\n(published: {table.source})" if table else ""),
+                 fontsize=10)  # fmt: skip
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2, frameon=False)
     savefig(fig, path)
 
@@ -211,15 +234,16 @@ def plot_confusions(records: list[dict], classes: list, path: Path) -> None:
     for ax in axes.flat:
         ax.axis("off")
     for ax, r in zip(axes.flat, records, strict=False):
-        ConfusionMatrixDisplay.from_predictions(r["labels"], r["predictions"], labels=list(range(len(classes))), ax=ax,
-                                                colorbar=False, text_kw={"fontsize": 8})  # fmt: skip
         ax.axis("on")
-        ax.set_title(f"{r['name']}: {100 * r['accuracy']:.2f}%")
+        draw_confusion(ax, r["labels"], r["predictions"], classes, f"{r['name']}: {100 * r['accuracy']:.2f}%", 8)
     fig.tight_layout()
     savefig(fig, path)
 
 
-def update_readme(readme: Path, table: str, start="<!-- results:start -->", end="<!-- results:end -->") -> None:
+def update_readme(readme: Path, table: str, dataset: str = "mnist") -> None:
+    """Replace the dataset's section of the README (between its two markers) with ``table``."""
+    marker = "results" if dataset == "mnist" else f"results:{dataset}"
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
     text = readme.read_text()
     if start not in text or end not in text:
         raise ProjectError(f"{readme} has no '{start}' ... '{end}' section to fill in")
@@ -229,8 +253,17 @@ def update_readme(readme: Path, table: str, start="<!-- results:start -->", end=
         tmp.write_text(f"{head}{start}\n{table}{end}{tail}")
 
 
+# The datasets whose table the README shows, and the prefix of their figures' names in plots/ (tracked files).
+README_SECTIONS = {"mnist": "", "fashion-mnist": "fashion-mnist_"}
 README_FIGURES = ("comparison.png", "misclassified.png", "confusion_matrices.png", "samples.png",
                   "curves_cnn-paper.png")  # fmt: skip
+
+
+def copy_readme_figures(figures: Path, dataset: str) -> None:
+    for name in README_FIGURES:
+        if (figures / name).is_file():
+            with atomic_path(REPO / "plots" / (README_SECTIONS[dataset] + name)) as tmp:
+                tmp.write_bytes((figures / name).read_bytes())
 
 
 def parse_args(argv=None):
@@ -253,7 +286,8 @@ def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path
     records = load_results(results_dir, dataset)
     classes = records[0]["classes"]
     rows = table_rows(records, dataset)
-    table = markdown(rows) + mixed_splits_note(rows) + machine_note(records, experiment_seconds)
+    notes = published_note(dataset) + mixed_splits_note(rows) + machine_note(records, experiment_seconds)
+    table = markdown(rows) + notes
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(f"# Results on {dataset}\n\n{table}")
     write_csv(rows, out / "report.csv")
@@ -262,11 +296,10 @@ def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path
     plot_misclassified(best, data_dir, classes, figures / "misclassified.png")
     plot_confusions(records, classes, figures / "confusion_matrices.png")
     if update:
-        update_readme(REPO / "README.md", table)
-        for name in README_FIGURES:
-            if (figures / name).is_file():
-                with atomic_path(REPO / "plots" / name) as tmp:
-                    tmp.write_bytes((figures / name).read_bytes())
+        if dataset not in README_SECTIONS:
+            raise ProjectError(f"--update-readme: the README has sections for {', '.join(README_SECTIONS)} only")
+        update_readme(REPO / "README.md", table, dataset)
+        copy_readme_figures(figures, dataset)
     return table
 
 

@@ -263,16 +263,21 @@ def print_config(config: dict) -> None:
 def plot_confusion(y_true, y_pred, classes, path, title: str) -> None:
     """Confusion-matrix PNG, as in scikit-learn's examples."""
     plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    draw_confusion(ax, y_true, y_pred, classes, title)
+    savefig(fig, path)
+
+
+def draw_confusion(ax, y_true, y_pred, classes, title: str, fontsize: float | None = None) -> None:
+    """One confusion matrix on ``ax``, its axes labelled with the class names (turned when they are words)."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
-    fig, ax = plt.subplots(figsize=(7, 6))
-    ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=list(range(len(classes))), display_labels=classes, ax=ax, colorbar=False
-    )
+    ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(range(len(classes))), display_labels=classes,
+                                            ax=ax, colorbar=False, text_kw={"fontsize": fontsize})  # fmt: skip
     if max(len(str(c)) for c in classes) > 2:
-        ax.tick_params(axis="x", labelrotation=45)
+        for label in ax.get_xticklabels():
+            label.set(rotation=45, horizontalalignment="right", rotation_mode="anchor")
     ax.set_title(title)
-    savefig(fig, path)
 
 
 def per_class_scores(y_true, y_pred, classes) -> dict:

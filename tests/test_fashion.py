@@ -1,0 +1,149 @@
+"""Fashion-MNIST against its own published table, on small slices of the real files in ../shared/fashion-mnist.
+
+A user's clone has no ../shared: these tests then skip, saying why. The settings and published-table tests
+need no data and always run.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+import pytest
+
+import Classifier
+import dl_main
+import experiment
+import ml_main
+import published
+import report
+from data_prep import prepare
+from dataset import REPO, known_classes
+from inference import load_classical
+
+SHARED = REPO.parent / "shared" / "fashion-mnist"
+needs_files = pytest.mark.skipif(not SHARED.is_dir(), reason=f"the Fashion-MNIST files are not at {SHARED}")
+CLASSES = known_classes("fashion-mnist")
+
+
+# ---------------------------------------------------------------- settings (no data)
+def final(pipeline):
+    return pipeline.steps[-1][1]
+
+
+def test_benchmark_family_builds_the_published_settings():
+    """Each model of Xiao et al.'s Table 3 with its best setting, after a StandardScaler, as its runner did."""
+    built = {a: Classifier.build(a, Classifier.settings(a, "benchmark")) for a in Classifier.members("benchmark")}
+    published_rows = set(published.TABLES["fashion-mnist"].rows) - {"cnn"}
+    assert set(built) == {"svm", "gb", "rf", "sk-mlp", "knn", "logreg", "dt"} == published_rows
+    for name, pipe in built.items():
+        assert type(pipe.named_steps["standardize"]).__name__ == "StandardScaler", name
+        assert "deskew" not in pipe.named_steps and "pca" not in pipe.named_steps, name
+    expected = {
+        "svm": {"C": 10.0, "gamma": "auto", "kernel": "rbf"},
+        "rf": {"n_estimators": 100, "criterion": "entropy", "max_depth": 100},
+        "knn": {"n_neighbors": 5, "weights": "distance", "p": 1},
+        "dt": {"criterion": "entropy", "max_depth": 10},
+        "gb": {"max_iter": 100, "max_depth": 10, "learning_rate": 0.1, "early_stopping": False},
+        "sk-mlp": {"hidden_layer_sizes": (100,), "activation": "relu", "solver": "adam"},
+    }
+    for name, params in expected.items():
+        got = final(built[name]).get_params()
+        assert {k: got[k] for k in params} == params, name
+    ovr = final(built["logreg"])
+    assert type(ovr).__name__ == "OneVsRestClassifier"
+    binary = ovr.estimator.get_params()
+    assert (binary["C"], binary["l1_ratio"], binary["solver"]) == (1.0, 1.0, "liblinear")
+
+
+def test_families_and_datasets():
+    """gb and sk-mlp belong to the benchmark only; tuned settings follow the dataset (MNIST's for others)."""
+    assert "gb" not in Classifier.members("paper") and "gb" not in Classifier.members("tuned")
+    with pytest.raises(Exception, match="gb has no paper settings; use --recipe benchmark"):
+        Classifier.settings("gb", "paper")
+    assert Classifier.settings("svm", "tuned", dataset="kmnist") == Classifier.settings("svm", "tuned")
+    assert ml_main.make_configs(["--algo", "all", "--recipe", "benchmark"])[0]["scaler"] == "standard"
+    assert [c["algo"] for c in ml_main.make_configs(["--algo", "all", "--recipe", "paper"])] == Classifier.members(
+        "paper"
+    )
+
+
+def test_network_targets_follow_the_dataset():
+    config = dl_main.make_config(["--model", "cnn", "--recipe", "fast", "--dataset", "fashion-mnist"])
+    assert config["target"] == 0.92
+    assert dl_main.make_config(["--model", "cnn", "--recipe", "best", "--dataset", "fashion-mnist"])["target"] == 0.945
+    assert dl_main.make_config(["--model", "cnn", "--recipe", "fast"])["target"] == 0.99
+    assert dl_main.make_config(["--model", "cnn", "--recipe", "fast", "--dataset", "kmnist"])["target"] is None
+
+
+def test_experiment_runs_each_dataset_against_its_own_table(tmp_path):
+    def titles(argv):
+        return [title for title, _ in experiment.plan(experiment.parse_args(argv + ["--data-dir", str(tmp_path)]), 0)]
+
+    fashion = titles(["--dataset", "fashion-mnist"])
+    assert fashion[1:5] == ["classical models, benchmark settings", "classical models, tuned settings",
+                            "network mlp, fast recipe", "network cnn, fast recipe"]  # fmt: skip
+    assert titles([])[1] == "classical models, paper settings"  # MNIST: the write-up's
+    assert titles(["--dataset", "kmnist"])[1] == "classical models, paper settings"
+
+
+def test_kmnist_rows_get_kmnist_figures():
+    record = {"model": "knn", "name": "knn-paper", "dataset": "kmnist", "accuracy": 0.9, "config": {"recipe": "paper"}}
+    row = report.table_rows([record], "kmnist")[0]
+    assert row["published"] == 0.9156 and "4-nearest" in row["notes"]
+    assert "PreActResNet-18 97.82%" in report.published_note("kmnist")
+    assert report.table_rows([{**record, "dataset": "x"}], "x")[0]["published"] is None
+    assert "No published figures" in report.published_note("x")
+
+
+# ---------------------------------------------------------------- real Fashion-MNIST slices
+@pytest.fixture(scope="module")
+def fashion(tmp_path_factory):
+    """The real Fashion-MNIST prepared from ../shared; three models run on its first 1000/200 images."""
+    if not SHARED.is_dir():
+        pytest.skip(f"the Fashion-MNIST files are not at {SHARED}")
+    root = tmp_path_factory.mktemp("fashion")
+    prepare("fashion-mnist", source=SHARED, data_dir=root / "data", plots_dir=root, write_json_files=False, quiet=True)
+    dirs = [f"--{name}-dir={root / name}" for name in ("data", "results", "plots", "checkpoint")]
+    common = ["--dataset", "fashion-mnist", "--train-size", "1000", "--test-size", "200", *dirs]
+    for argv in (["--algo", "svm", "--recipe", "benchmark"], ["--algo", "logreg", "--recipe", "benchmark"],
+                 ["--algo", "svm"]):  # fmt: skip
+        assert ml_main.main(argv + common) == 0
+    return root
+
+
+@needs_files
+def test_fashion_runs_are_compared_with_fashion_figures(fashion):
+    records = report.load_results(fashion / "results", "fashion-mnist")
+    rows = {r["setting"].split("-")[0] + ":" + r["model"]: r for r in report.table_rows(records, "fashion-mnist")}
+    assert rows["benchmark:svm"]["published"] == 0.897 and "C=10" in rows["benchmark:svm"]["notes"]
+    assert rows["benchmark:logreg"]["published"] == 0.842
+    assert rows["tuned:svm"]["published"] == 0.897 and "tuned for fashion-mnist" in rows["tuned:svm"]["notes"]
+    assert records[0]["classes"] == CLASSES
+    assert 0.6 < rows["benchmark:svm"]["this_repo"] < 1
+    pipeline, meta = load_classical(fashion / "checkpoint" / "fashion-mnist" / f"{records[0]['name']}.skops")
+    assert meta["classes"] == CLASSES and type(pipeline.steps[-1][1]).__name__ in ("SVC", "OneVsRestClassifier")
+
+
+@needs_files
+def test_class_names_reach_every_figure(fashion, monkeypatch):
+    drawn = {}
+
+    def keep(fig, path):
+        drawn[path.name] = fig
+
+    monkeypatch.setattr(report, "savefig", keep)
+    monkeypatch.setattr("utils.savefig", keep)
+    table = report.make_report("fashion-mnist", fashion / "data", fashion / "results", fashion / "plots")
+    assert "| svm | benchmark-test_size200-train_size1000 | 89.70% |" in table
+    assert "Xiao, Rasul & Vollgraf (2017)" in table
+    assert "human 83.50%" in table
+    grid = drawn["confusion_matrices.png"].axes[0]
+    assert [t.get_text() for t in grid.get_xticklabels()] == CLASSES
+    assert [t.get_text() for t in grid.get_yticklabels()] == CLASSES
+    titles = [ax.get_title() for ax in drawn["misclassified.png"].axes if ax.get_title()]
+    assert titles and all(t.split("→")[0] in CLASSES and t.split("→")[1] in CLASSES for t in titles)
+    comparison = drawn["comparison.png"].axes[0]
+    assert any(line.get_xdata()[0] == pytest.approx(83.5) for line in comparison.get_lines())  # the human line
+    labels = [t.get_text() for t in comparison.get_yticklabels()]
+    assert labels[0].startswith("svm (benchmark")  # the published table's order, its own settings first
+    for fig in drawn.values():
+        matplotlib.pyplot.close(fig)
