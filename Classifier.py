@@ -138,11 +138,11 @@ def make_logreg(s: dict, seed: int, threads: int, engine: str):
         from sklearn.linear_model import LogisticRegression
         from sklearn.multiclass import OneVsRestClassifier
 
-        binary = LogisticRegression(C=s["C"], l1_ratio=1.0, solver="liblinear", max_iter=s["max_iter"],
+        binary = LogisticRegression(C=s["C"], l1_ratio=1.0, solver="liblinear", max_iter=s["max_iter"], tol=s["tol"],
                                     random_state=seed)  # fmt: skip
         return OneVsRestClassifier(binary, n_jobs=threads)
     cls = estimator_class("linear_model", "LogisticRegression", engine)
-    return cls(C=s["C"], max_iter=s["max_iter"], random_state=seed)
+    return cls(C=s["C"], max_iter=s["max_iter"], tol=s["tol"], random_state=seed)
 
 
 def make_rf(s: dict, seed: int, threads: int, engine: str):
@@ -151,15 +151,14 @@ def make_rf(s: dict, seed: int, threads: int, engine: str):
 
 
 def make_gb(s: dict, seed: int, threads: int, engine: str):
-    # The histogram version of GradientBoostingClassifier: the same boosting of depth-limited trees, on
-    # pixel values binned to 255 levels (uint8 images have 256, so the bins lose almost nothing); exact
-    # gradient boosting of 1000 depth-10 trees on 60000 images takes hours on 2 cores. No early stopping
-    # and no leaf limit but the depth, as GradientBoostingClassifier.
+    # The histogram version of GradientBoostingClassifier: boosting of depth-limited trees on pixel values
+    # binned to 255 levels (uint8 images have 256, so the bins lose almost nothing), with its default 31 leaves
+    # per tree and no early stopping. Exact boosting of 1000 trees of depth 10 takes hours on 2 cores, and even
+    # the histogram version without a leaf limit took 87 s on 2000 images; with 31 leaves: 213 s on 60000.
     from sklearn.ensemble import HistGradientBoostingClassifier
 
     return HistGradientBoostingClassifier(max_iter=s["n_estimators"], max_depth=s["max_depth"] or None,
-                                          learning_rate=s["lr"], max_leaf_nodes=None,
-                                          early_stopping=False, random_state=seed)  # fmt: skip
+                                          learning_rate=s["lr"], early_stopping=False, random_state=seed)  # fmt: skip
 
 
 def make_sk_mlp(s: dict, seed: int, threads: int, engine: str):
@@ -258,8 +257,10 @@ REGISTRY: dict[str, Algorithm] = {
     "logreg": Algorithm(
         "logistic regression (scikit-learn defaults in the paper recipe: multinomial, lbfgs)",
         make_logreg,
-        base={"C": 1.0, "max_iter": 100, "penalty": "l2"},
-        recipes=families("logreg", benchmark={"penalty": "l1"}),
+        base={"C": 1.0, "max_iter": 100, "penalty": "l2", "tol": 1e-4},
+        # liblinear's stopping tolerance loosened from 1e-4 to 1e-2: 35 s instead of well over 10 minutes on 2 cores
+        # (on 10000 training images: 81.90% vs 81.69% test accuracy, 9 s vs 88 s)
+        recipes=families("logreg", benchmark={"penalty": "l1", "tol": 1e-2}),
     ),
     "pca-svm": Algorithm(
         "PCA compression, then an RBF SVM",
@@ -339,6 +340,7 @@ LIMITS = {
     "pca": (True, 0, True),  # 0: off
     "p": (False, 1, True),
     "hidden_size": (True, 1, True),
+    "tol": (False, 0, False),
     "lr": (False, 0, False),
     "cache_mb": (False, 1, True),
     "C": (False, 0, False),

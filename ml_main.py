@@ -43,7 +43,7 @@ from utils import (
 )
 
 HYPERPARAMETERS = ("k", "weights", "p", "criterion", "max_depth", "min_samples_leaf", "n_estimators", "lr", "C",
-                   "gamma", "penalty", "max_iter", "hidden_size", "cache_mb", "pca", "deskew", "scaler",
+                   "gamma", "penalty", "tol", "max_iter", "hidden_size", "cache_mb", "pca", "deskew", "scaler",
                    "dtype")  # fmt: skip
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "scikit-learn-intelex", "threadpoolctl")
 
@@ -75,6 +75,7 @@ def build_parser() -> ArgumentParser:
     h.add_argument("--C", type=float, help="svm, pca-svm, logreg: inverse regularisation strength (> 0)")
     h.add_argument("--gamma", type=Classifier.parse_gamma, help="svm, pca-svm: RBF width: scale, auto or a number > 0")
     h.add_argument("--penalty", help="logreg: l2 (lbfgs, multinomial) or l1 (liblinear, one-vs-rest)")
+    h.add_argument("--tol", type=float, help="logreg: the solver's stopping tolerance")
     h.add_argument("--max-iter", type=int, help="logreg: solver iterations; sk-mlp: epochs")
     h.add_argument("--hidden-size", type=int, help="sk-mlp: hidden units")
     h.add_argument("--cache-mb", type=float, help="svm, pca-svm: kernel cache size in MB")

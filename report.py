@@ -52,16 +52,20 @@ def changed_by_hand(record: dict) -> list[str]:
     return [part for part in setting(record).split("-")[1:] if part != "val" and not part.startswith(DATA_SIZES)]
 
 
-def note(record: dict) -> str:
-    recipe, model, table = record["config"].get("recipe"), record["model"], published.table(record["dataset"])
+def note(record: dict, dataset: str | None = None) -> str:
+    """What a reader needs to compare the row with the published figure of ``dataset`` (default: the record's)."""
+    dataset = dataset or record.get("dataset")
+    recipe, model, table = record["config"].get("recipe"), record["model"], published.table(dataset)
     if changed_by_hand(record):  # a recipe with settings changed by hand (paper-epochs2) was chosen by no one
         return ""
     if recipe == "tuned":
-        return f"tuned for {record['dataset']} on a validation split held out of the training data (see Classifier.py)"
+        return f"tuned for {dataset} on a validation split held out of the training data (see Classifier.py)"
     if table and recipe == table.recipe and model in table.notes:
         return table.notes[model]
-    if recipe == "paper":
+    if recipe == "paper" and dataset == "mnist":
         return published.WRITE_UP.notes.get(model, DEFAULTS_NOTE)
+    if recipe == "paper":  # the write-up's settings on another dataset: its notes on MNIST figures do not apply
+        return "the write-up's settings" if model in published.WRITE_UP.rows else DEFAULTS_NOTE
     if recipe == "benchmark":
         return "the Fashion-MNIST benchmark's settings (Classifier.py)"
     return f"the {recipe} recipe, chosen on a validation split (dl_main.py)"
@@ -94,7 +98,7 @@ def table_rows(records: list[dict], dataset: str) -> list[dict]:
                 "n_test": r.get("n_eval"),
                 "seconds_train": r.get("seconds_train", r.get("seconds_fit")),
                 "seconds_predict": r.get("seconds_predict"),
-                "notes": note(r),
+                "notes": note(r, dataset),
             }
         )
     return rows

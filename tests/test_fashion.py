@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import matplotlib
 import pytest
+import torch
 
+import augment
 import Classifier
 import dl_main
 import experiment
@@ -42,7 +44,7 @@ def test_benchmark_family_builds_the_published_settings():
         "rf": {"n_estimators": 100, "criterion": "entropy", "max_depth": 100},
         "knn": {"n_neighbors": 5, "weights": "distance", "p": 1},
         "dt": {"criterion": "entropy", "max_depth": 10},
-        "gb": {"max_iter": 100, "max_depth": 10, "learning_rate": 0.1, "early_stopping": False},
+        "gb": {"max_iter": 100, "max_depth": 10, "learning_rate": 0.1, "early_stopping": False, "max_leaf_nodes": 31},
         "sk-mlp": {"hidden_layer_sizes": (100,), "activation": "relu", "solver": "adam"},
     }
     for name, params in expected.items():
@@ -147,3 +149,13 @@ def test_class_names_reach_every_figure(fashion, monkeypatch):
     assert labels[0].startswith("svm (benchmark")  # the published table's order, its own settings first
     for fig in drawn.values():
         matplotlib.pyplot.close(fig)
+
+
+def test_flip_mirrors_about_half_the_batch():
+    """The clothes augmentation: each image left as it is or mirrored left-right, nothing else (at a strength
+    that leaves the always-applied affine map at the identity)."""
+    x = torch.rand(200, 1, 28, 28)
+    out = augment.distort(x, strength=1e-9, kinds="flip", generator=torch.Generator().manual_seed(0))
+    same = (out - x).abs().amax(dim=(1, 2, 3)) < 1e-4
+    mirrored = (out - x.flip(-1)).abs().amax(dim=(1, 2, 3)) < 1e-4
+    assert bool((same ^ mirrored).all()) and 70 < int(mirrored.sum()) < 130
