@@ -99,10 +99,15 @@ RECIPES = {
 }
 # Another dataset's changes to a recipe, chosen on that dataset's validation split, with its own targets (the
 # targets above are MNIST's); datasets not listed here take the recipes as they are, with no target.
+# Fashion-MNIST (python dl_main.py --dataset fashion-mnist --model cnn --recipe R --val-size 10000, seed 0; seconds
+# on 2 cores shared with another job): fast as on MNIST (width 32, 2 epochs) 92.67%, width 16 for 2/3 epochs
+# 91.90/92.54% (3 epochs: 24 s of training, against 32 s for width 32), width 16 hidden 128 for 3 epochs 92.40%,
+# width 24 for 2 epochs 92.50% -> width 16, 3 epochs. best with the flip distortion (a mirrored shoe is a shoe):
+# 93.54% at epoch 46 of 50.
 DATASET_RECIPES = {
     "fashion-mnist": {
-        "fast": {"cnn": {"target": 0.92}},
-        "best": {"cnn": {"target": 0.945}},
+        "fast": {"cnn": {"width": 16, "epochs": 3, "target": 0.92}},
+        "best": {"cnn": {"distort": "flip", "target": 0.945}},
     },
 }
 # Beyond these a typo (or a hostile checkpoint), not an experiment.

@@ -286,8 +286,8 @@ def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path
     """Table (Markdown and CSV) and figures from the saved records; returns the Markdown table.
     ``experiment_seconds``: from experiment.py, how long its steps before the report took."""
     out, figures = Path(results_dir) / dataset, Path(plots_dir) / dataset
+    records = load_results(results_dir, dataset)  # first: with nothing to report, no folder is created
     check_output_dirs({"--results-dir": out, "--plots-dir": figures})
-    records = load_results(results_dir, dataset)
     classes = records[0]["classes"]
     rows = table_rows(records, dataset)
     notes = published_note(dataset) + mixed_splits_note(rows) + machine_note(records, experiment_seconds)
