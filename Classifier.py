@@ -233,22 +233,6 @@ FASHION_TUNED = {
     "pca-svm": {"C": 10.0, "cache_mb": 1000, "pca": 100},
     "rf": {},
 }
-TUNED = {
-    "knn": {"k": 3, "weights": "distance", "deskew": True, "pca": 60},
-    "dt": {"criterion": "entropy", "deskew": True},
-    "svm": {"C": 5.0, "gamma": 0.04, "cache_mb": 1000, "deskew": True},
-    "logreg": {"C": 0.1, "max_iter": 300, "deskew": True},
-    "pca-svm": {"C": 5.0, "cache_mb": 1000, "deskew": True, "pca": 40},
-    "rf": {"deskew": True},
-}
-FASHION_TUNED = {
-    "knn": {"k": 3, "weights": "distance", "deskew": True, "pca": 60},
-    "dt": {"criterion": "entropy", "deskew": True},
-    "svm": {"C": 5.0, "gamma": 0.04, "cache_mb": 1000, "deskew": True},
-    "logreg": {"C": 0.1, "max_iter": 300, "deskew": True},
-    "pca-svm": {"C": 5.0, "cache_mb": 1000, "deskew": True, "pca": 40},
-    "rf": {"deskew": True},
-}
 TUNED = {"mnist": MNIST_TUNED, "fashion-mnist": FASHION_TUNED}
 
 

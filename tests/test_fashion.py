@@ -62,6 +62,10 @@ def test_families_and_datasets():
     with pytest.raises(Exception, match="gb has no paper settings; use --recipe benchmark"):
         Classifier.settings("gb", "paper")
     assert Classifier.settings("svm", "tuned", dataset="kmnist") == Classifier.settings("svm", "tuned")
+    tuned = Classifier.members("tuned")
+    assert all(Classifier.settings(a, "tuned")["deskew"] for a in tuned)  # digits: validation chose deskewing
+    assert not any(Classifier.settings(a, "tuned", dataset="fashion-mnist")["deskew"] for a in tuned)  # clothes: not
+    assert Classifier.settings("svm", "tuned", dataset="fashion-mnist")["gamma"] == 0.02
     assert ml_main.make_configs(["--algo", "all", "--recipe", "benchmark"])[0]["scaler"] == "standard"
     assert [c["algo"] for c in ml_main.make_configs(["--algo", "all", "--recipe", "paper"])] == Classifier.members(
         "paper"
