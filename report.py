@@ -212,13 +212,15 @@ def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, 
     pred = np.asarray(record["predictions"])
     wrong = np.flatnonzero(pred != y)
     cols = 10
+    words = max(len(str(c)) for c in classes) > 2  # class names as words: true and predicted on two lines
+    sep = "\n" if words else ""
     rows = max(1, int(np.ceil(min(limit, len(wrong)) / cols)))
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * 1.45), squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * (1.75 if words else 1.45)), squeeze=False)
     for ax in axes.flat:
         ax.axis("off")
     for ax, i in zip(axes.flat, wrong[:limit], strict=False):
         ax.imshow(x[i], cmap="gray_r")
-        ax.set_title(f"{classes[y[i]]}→{classes[pred[i]]}", fontsize=8, color="#b22222")
+        ax.set_title(f"{classes[y[i]]}{sep}→{classes[pred[i]]}", fontsize=8, color="#b22222")
     fig.suptitle(f"{record['name']}: {len(wrong)} of {len(y)} test images wrong (true→predicted), first {limit}")
     savefig(fig, path)
     return len(wrong)

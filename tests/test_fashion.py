@@ -146,7 +146,8 @@ def test_class_names_reach_every_figure(fashion, monkeypatch):
     assert [t.get_text() for t in grid.get_xticklabels()] == CLASSES
     assert [t.get_text() for t in grid.get_yticklabels()] == CLASSES
     titles = [ax.get_title() for ax in drawn["misclassified.png"].axes if ax.get_title()]
-    assert titles and all(t.split("→")[0] in CLASSES and t.split("→")[1] in CLASSES for t in titles)
+    pairs = [t.replace("\n", "").split("→") for t in titles]  # true (new line) →predicted
+    assert pairs and all(true in CLASSES and pred in CLASSES and true != pred for true, pred in pairs)
     comparison = drawn["comparison.png"].axes[0]
     assert any(line.get_xdata()[0] == pytest.approx(83.5) for line in comparison.get_lines())  # the human line
     labels = [t.get_text() for t in comparison.get_yticklabels()]
