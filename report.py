@@ -153,6 +153,19 @@ def machine_note(records: list[dict], experiment_seconds: float | None = None) -
     return f"\nMeasured on {cpu} ({'/'.join(map(str, cores))} cores) with {libs}.{took}\n"
 
 
+def last_experiment_seconds(folder: Path) -> float | None:
+    """How long the last python experiment.py on this dataset took before its report (its timings.json), so that
+    a report redrawn later (with a run added) still says it; None when there is no such file."""
+    path = folder / "experiment" / "timings.json"
+    if not path.is_file():
+        return None
+    record = read_json(path)
+    steps = record.get("seconds") if isinstance(record, dict) else None
+    if not isinstance(steps, dict):
+        return None
+    return sum(v for k, v in steps.items() if k != "report" and isinstance(v, int | float)) or None
+
+
 def write_csv(rows: list[dict], path: Path) -> None:
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=COLUMNS)
@@ -292,6 +305,7 @@ def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path
     check_output_dirs({"--results-dir": out, "--plots-dir": figures})
     classes = records[0]["classes"]
     rows = table_rows(records, dataset)
+    experiment_seconds = experiment_seconds or last_experiment_seconds(out)
     notes = published_note(dataset) + mixed_splits_note(rows) + machine_note(records, experiment_seconds)
     table = markdown(rows) + notes
     with atomic_path(out / "report.md") as tmp:

@@ -175,3 +175,17 @@ def test_table_shows_mean_and_std_over_seeds(fashion_run):
     merged = {**record, "accuracy": 0.9612, "accuracy_std": 0.0021, "seeds": [0, 1, 2]}
     line = next(r for r in report.markdown(report.table_rows([merged], "mnist")).splitlines() if "| knn |" in r)
     assert "96.12% ± 0.21 (3 seeds)" in line
+
+
+def test_redrawn_report_keeps_the_experiment_time(fashion_run):
+    """report.py run later (say, with a run added) still names how long the experiment took, from its timings."""
+    _, dirs = fashion_run
+    table = report.make_report("tdigits", dirs["data"], dirs["results"], dirs["plots"])
+    assert re.search(r"`python experiment.py` took \d+\.\d min", table)
+    timings = dirs["results"] / "tdigits" / "experiment" / "timings.json"
+    saved = timings.read_text()
+    try:
+        timings.write_text("[1, 2]")  # not the expected record: no time, and no error
+        assert "took" not in report.make_report("tdigits", dirs["data"], dirs["results"], dirs["plots"])
+    finally:
+        timings.write_text(saved)
