@@ -11,6 +11,7 @@ import math
 import os
 import shutil
 import threading
+import time
 from pathlib import Path
 
 from utils import ProjectError, atomic_path
@@ -59,13 +60,22 @@ def sent_count(page) -> int:
     return int(page.evaluate("document.body.dataset.sent"))
 
 
+def wait_until(page, expression: str, timeout_ms: float = 15000):
+    """Poll ``expression`` in the page from Python until it is truthy; return its value. Not
+    page.wait_for_function: its in-page polling evaluates a string, which the page's CSP (no 'unsafe-eval')
+    refuses whenever the condition is not already true at the first check (seen on a loaded machine)."""
+    deadline = time.monotonic() + timeout_ms / 1000
+    while not (value := page.evaluate(expression)):
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the page did not reach {expression!r} within {timeout_ms / 1000:.0f} s")
+        page.wait_for_timeout(50)
+    return value
+
+
 def wait_for_answer(page, sent_before: int, timeout_ms: float = 15000) -> None:
     """Wait until the page has sent something after ``sent_before`` and shown the answer to its latest request."""
-    page.wait_for_function(
-        "n => Number(document.body.dataset.sent) > n && document.body.dataset.answered === document.body.dataset.sent",
-        arg=sent_before,
-        timeout=timeout_ms,
-    )
+    data = "document.body.dataset"
+    wait_until(page, f"Number({data}.sent) > {int(sent_before)} && {data}.answered === {data}.sent", timeout_ms)
 
 
 def draw_digit(page, digit: str) -> None:
@@ -86,7 +96,7 @@ def draw_digit(page, digit: str) -> None:
 def open_page(browser, url: str, viewport: dict = VIEWPORT):
     page = browser.new_page(viewport=viewport)
     page.goto(url)
-    page.wait_for_function("document.body.dataset.ready === '1'")
+    wait_until(page, "document.body.dataset.ready === '1'")
     return page
 
 
