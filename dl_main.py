@@ -127,11 +127,16 @@ def build_parser() -> argparse.ArgumentParser:
     """The CLI. Settings a recipe may change default to None here, so that given ones can be told apart."""
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["mlp", "cnn"], default="cnn", help="network to train (default: cnn)")
-    p.add_argument("--recipe", choices=list(RECIPES), default="paper",
-                   help="paper: the published settings (default); fast: Adam, one-cycle, batch 128, bfloat16 "
-                        "where native, 2 epochs (cnn); best: fast plus augmentation, 50 epochs (cnn); handwriting: "
-                        "best plus distortions of other writers and scans (--distort), 40 epochs (cnn); gpu: "
-                        "time to 99%% on a GPU, batch 512, 3 epochs (cnn)")  # fmt: skip
+    p.add_argument(
+        "--recipe",
+        choices=list(RECIPES),
+        default="paper",
+        help="paper: the published settings (default); fast: Adam, one-cycle, batch 128, bfloat16 "
+        "where native, 2 epochs (cnn); best: fast plus augmentation, 50 epochs (cnn); handwriting: "
+        "best plus distortions of other writers and scans (--distort), 40 epochs (cnn); gpu: "
+        "time to 99%% on a GPU, batch 512, 3 epochs (cnn). Another dataset may change a recipe "
+        "(DATASET_RECIPES: on fashion-mnist, fast is width 16 for 3 epochs; best adds flips)",
+    )
     r = p.add_argument_group("training settings (default: the recipe's; paper values shown)")
     r.add_argument("--epochs", type=positive(int), help="passes over the training set (paper: 20)")
     r.add_argument("--batch-size", type=positive(int), help="images per step (paper: 30)")
@@ -154,7 +159,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--distort",
         type=distortion_kinds,
         help="distortions besides shift/rotate/scale, applied when --augment > 0: comma-separated from "
-        f"{', '.join(KINDS)}, or all (paper: none; handwriting: all but refit); see augment.py",
+        f"{', '.join(KINDS)}, or all (paper: none; handwriting: all but flip and refit; best on fashion-mnist: "
+        "flip); see augment.py",
     )
     r.add_argument(
         "--amp",

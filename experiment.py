@@ -37,7 +37,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--recipe", choices=[r for r in dl_main.RECIPES if r != "gpu"],
                    help="the networks' recipe (default: paper, the write-up's settings, on MNIST; fast on other "
                         "datasets, where the write-up published no network)")  # fmt: skip
-    p.add_argument("--skip", nargs="+", choices=STEPS, default=[], help="steps to leave out")
+    p.add_argument("--skip", nargs="+", choices=STEPS, default=[],
+                   help="steps to leave out (the classical models at the published settings are ml-paper on MNIST, "
+                        "ml-benchmark on Fashion-MNIST)")  # fmt: skip
     p.add_argument("--update-readme", action="store_true", help="write the table and figures into README.md/plots/")
     cli.add_data_flags(p)
     cli.add_run_flags(p)
