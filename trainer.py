@@ -85,9 +85,9 @@ def resolve_amp(requested, device) -> bool:
 def setup_torch(config: dict, device) -> None:
     if device.type == "cpu":
         keep_freed_memory()
-    threads = config["threads"] or idle_cores()  # --threads 0: the cores no other process is busy on
-    if threads < usable_cores() and not config["threads"]:
-        print(f"note: {usable_cores() - threads} of {usable_cores()} cores are busy with other work; "
+    threads, cores = config["threads"] or idle_cores(), usable_cores()  # --threads 0: the cores no one is busy on
+    if threads < cores and not config["threads"]:
+        print(f"note: {cores - threads} of {cores} cores are busy with other work; "
               f"training with {threads} thread(s) (--threads N to choose)")  # fmt: skip
     torch.set_num_threads(threads)
     if device.type == "cuda":
