@@ -181,6 +181,7 @@ TUNED_COMMON = {"dtype": "float32"}  # half the memory traffic of float64, for t
 # The Fashion-MNIST benchmark (Xiao et al. 2017, its benchmark/runner.py): StandardScaler on the pixels, then
 # each family's best setting of its Table 3, otherwise scikit-learn 0.19's defaults (SVC's gamma was 'auto').
 BENCHMARK_COMMON = {"scaler": "standard", "dtype": "float32"}
+RECIPE_COMMON = {"paper": {}, "tuned": TUNED_COMMON, "benchmark": BENCHMARK_COMMON}  # what every member shares
 
 # The tuned settings were chosen on validation accuracy, never on the test set:
 #     ml_main.py --algo ALGO --val-size 10000 [flags]
@@ -317,10 +318,10 @@ def recipe_changes(algo: str, recipe: str, dataset: str) -> dict:
     if recipe not in entry.recipes:
         has = [r for r in RECIPES if r in entry.recipes]
         raise ProjectError(f"{algo} has no {recipe} settings; use --recipe {' or '.join(has)}")
-    if recipe == "tuned":
-        tuned = entry.recipes["tuned"]
-        return {**TUNED_COMMON, **tuned.get(dataset, tuned["mnist"])}
-    return {**BENCHMARK_COMMON, **entry.recipes[recipe]} if recipe == "benchmark" else entry.recipes[recipe]
+    changes = entry.recipes[recipe]
+    if recipe == "tuned":  # per dataset
+        changes = changes.get(dataset, changes["mnist"])
+    return {**RECIPE_COMMON[recipe], **changes}
 
 
 def settings(algo: str, recipe: str, overrides: dict | None = None, dataset: str = "mnist") -> dict:

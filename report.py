@@ -20,7 +20,17 @@ import numpy as np
 import cli
 import published
 from dataset import BUNDLED, REPO, load_split
-from utils import ProjectError, atomic_path, check_output_dirs, draw_confusion, pyplot, read_json, run_cli, savefig
+from utils import (
+    ProjectError,
+    atomic_path,
+    check_output_dirs,
+    draw_confusion,
+    names_are_words,
+    pyplot,
+    read_json,
+    run_cli,
+    savefig,
+)
 
 DEFAULTS_NOTE = "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]"
 DATA_SIZES = ("train_size", "test_size")  # explicit settings that change the data, not the model
@@ -225,7 +235,7 @@ def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, 
     pred = np.asarray(record["predictions"])
     wrong = np.flatnonzero(pred != y)
     cols = 10
-    words = max(len(str(c)) for c in classes) > 2  # class names as words: true and predicted on two lines
+    words = names_are_words(classes)  # true and predicted on two lines
     sep = "\n" if words else ""
     rows = max(1, int(np.ceil(min(limit, len(wrong)) / cols)))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.2, rows * (1.75 if words else 1.45)), squeeze=False)

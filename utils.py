@@ -268,13 +268,19 @@ def plot_confusion(y_true, y_pred, classes, path, title: str) -> None:
     savefig(fig, path)
 
 
+def names_are_words(classes) -> bool:
+    """Whether class names are words (Fashion-MNIST's "T-shirt/top"), not digits: figures then lay them out
+    with more room (turned tick labels, titles on two lines)."""
+    return max(len(str(c)) for c in classes) > 2
+
+
 def draw_confusion(ax, y_true, y_pred, classes, title: str, fontsize: float | None = None) -> None:
     """One confusion matrix on ``ax``, its axes labelled with the class names (turned when they are words)."""
     from sklearn.metrics import ConfusionMatrixDisplay
 
     ConfusionMatrixDisplay.from_predictions(y_true, y_pred, labels=list(range(len(classes))), display_labels=classes,
                                             ax=ax, colorbar=False, text_kw={"fontsize": fontsize})  # fmt: skip
-    if max(len(str(c)) for c in classes) > 2:
+    if names_are_words(classes):
         for label in ax.get_xticklabels():
             label.set(rotation=45, horizontalalignment="right", rotation_mode="anchor")
     ax.set_title(title)
