@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from Network import MAX_HIDDEN, MAX_WIDTH, build_model
+from Network import MAX_HIDDEN, MAX_WIDTH, STEMS, build_model
 from trainer import resolve_device
 from utils import ProjectError, atomic_path
 
@@ -108,13 +108,14 @@ def load_model(path, device: str = "cpu"):
     config = ckpt["config"]
     hidden, dropout, classes = config.get("hidden_size"), config.get("dropout"), config.get("classes")
     width = config.get("width", 32)  # checkpoints from before --width have the published 32
+    stem = config.get("stem", "pool")  # and from before --stem the published pooled first block
     if not (isinstance(hidden, int) and 1 <= hidden <= MAX_HIDDEN and isinstance(dropout, (int, float))
             and 0 <= dropout < 1 and isinstance(classes, list) and 2 <= len(classes) <= 1000
-            and isinstance(width, int) and 1 <= width <= MAX_WIDTH):  # fmt: skip
+            and isinstance(width, int) and 1 <= width <= MAX_WIDTH and stem in STEMS):  # fmt: skip
         raise ProjectError(f"{path}: its config does not describe a network of this repo (hidden_size {hidden!r}, "
-                           f"width {width!r}, dropout {dropout!r}); it is refused")  # fmt: skip
+                           f"width {width!r}, stem {stem!r}, dropout {dropout!r}); it is refused")  # fmt: skip
     try:
-        model = build_model(config["model"], hidden, dropout, len(classes), width)
+        model = build_model(config["model"], hidden, dropout, len(classes), width, stem)
     except (KeyError, TypeError, ValueError) as exc:
         raise ProjectError(f"{path}: its config does not describe a known network ({exc})") from None
     load_weights(model, ckpt, Path(path))

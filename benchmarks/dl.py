@@ -22,7 +22,7 @@ from dataset import REPO
 from utils import read_json
 
 SEEDS, TARGET = 3, 0.99
-PARTS = ("startup", "data", "training", "evaluation", "figures")
+PARTS = ("startup", "data", "model", "training", "evaluation", "figures")
 BURN = "while True: pass"
 
 

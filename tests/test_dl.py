@@ -71,6 +71,20 @@ def test_cnn_is_the_published_architecture():
     assert sum(p.numel() for p in model.parameters()) == 625_590
 
 
+def test_strided_stem_halves_the_image_in_one_convolution():
+    """The fast recipe's CNN: the first block is one 4x4 stride-2 conv at 14x14 positions, no pool; the rest, and
+    so every later shape, is the published network's."""
+    pooled, strided = build_model("cnn", width=16), build_model("cnn", width=16, stem="stride")
+    x = torch.rand(3, 1, 28, 28)
+    assert strided.conv1.weight.shape == (16, 1, 4, 4) and strided.conv1.stride == (2, 2)
+    assert strided.conv1(x).shape == pooled.conv1(x)[..., ::2, ::2].shape == (3, 16, 14, 14)
+    later = {n: p.shape for n, p in strided.named_parameters() if not n.startswith("conv1")}
+    assert later == {n: p.shape for n, p in pooled.named_parameters() if not n.startswith("conv1")}
+    assert strided.eval()(x).shape == (3, 10)
+    with pytest.raises(ValueError, match="unknown stem"):
+        build_model("cnn", stem="patch")
+
+
 @pytest.mark.parametrize("name,lr,epochs", [("mlp", 0.1, 3), ("cnn", 0.01, 1)])
 def test_short_training_beats_floor(run, name, lr, epochs):
     code, out = run("--model", name, "--lr", lr, "--epochs", epochs, "--eval-every", 0, train=3000, test=500)
@@ -102,7 +116,7 @@ def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     assert 0 <= rec["accuracy"] <= 1 and rec["config"]["batch_size"] == 30
     assert set(rec["per_class"]) == {str(i) for i in range(10)}
     timings = rec["timings"]  # where the seconds went, for the speed benchmark
-    assert set(timings) == {"startup", "data", "training", "evaluation", "figures"}
+    assert set(timings) == {"startup", "data", "model", "training", "evaluation", "figures"}
     assert all(v >= 0 for v in timings.values()) and timings["figures"] > 0 and timings["training"] > 0
     assert only(out / "plots" / "mnist", "curves_cnn-*.png").stat().st_size > 0
     assert only(out / "plots" / "mnist", "confusion_cnn-*.png").stat().st_size > 0
@@ -265,6 +279,7 @@ def test_wrong_checkpoints(run, capsys, tmp_path):
         "bad_shape.pt": ({**saved, "config": {**saved["config"], "hidden_size": 64}}, "does not fit a mlp"),
         "huge.pt": ({**saved, "config": {**saved["config"], "hidden_size": 10**15}}, "refused"),
         "negative.pt": ({**saved, "config": {**saved["config"], "hidden_size": -5}}, "refused"),
+        "stem.pt": ({**saved, "config": {**saved["config"], "model": "cnn", "stem": "nope"}}, "stem 'nope'"),
         "nan.pt": ({**saved, "model": {k: v * float("nan") for k, v in saved["model"].items()}}, "non-finite"),
     }
     for name, (ckpt, _) in bad.items():
