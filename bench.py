@@ -2,6 +2,7 @@
 
     python bench.py                        # every CPU suite: data, ml, dl, predict
     python bench.py --suite data ml        # some suites (--only is the older name of --suite)
+    python bench.py --suite dl --update-readme   # time to 99% on the CPU, and the README's speed table from it
     python bench.py --suite gpu            # the GPU check: CUDA-path tests and timings, under 5 min on an H100
     python bench.py --suite gpu --device cpu --quick   # the GPU check run on the CPU on small slices (tests)
 
@@ -20,8 +21,8 @@ import time
 from pathlib import Path
 
 from cli import RESULTS
-from dataset import BUNDLED
-from utils import atomic_path, run_cli, versions, write_json
+from dataset import BUNDLED, REPO
+from utils import ProjectError, atomic_path, replace_section, run_cli, versions, write_json
 
 SUITES = ("data", "ml", "dl", "predict")  # the default: every suite that runs on the CPU
 ALL_SUITES = (*SUITES, "gpu")
@@ -64,6 +65,11 @@ def parse_args(argv=None):
     p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: the repo's data/)")
     p.add_argument("--device", choices=("cuda", "cpu", "mps", "auto"),
                    help="device of the gpu suite (default: cuda; cpu runs the same checks on the CPU)")  # fmt: skip
+    p.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="write the dl suite's table into README.md (between its bench:dl markers); needs --suite dl",
+    )
     p.add_argument("--quick", action="store_true",
                    help="gpu suite: small slices (2000 train, 500 test images, 1 epoch, 2 seeds), no process "
                         "timings: to test the check itself in seconds; its goals are then not judged")  # fmt: skip
@@ -73,6 +79,8 @@ def parse_args(argv=None):
 def _main(argv=None) -> int:
     args = parse_args(argv)
     suites = list(dict.fromkeys(args.suite))  # in the order given, each once
+    if args.update_readme and "dl" not in suites:
+        raise ProjectError("--update-readme writes the dl suite's table: add dl to --suite")
     code = 0
     if any(s != "gpu" for s in suites):
         run_suites([s for s in suites if s != "gpu"], args)
@@ -103,6 +111,10 @@ def run_suites(suites: list[str], args) -> None:
     )
     with atomic_path(args.results_dir / "bench.md") as tmp:
         tmp.write_text(table + "\n")
+    if args.update_readme:
+        dl_rows = [r for r in rows if r["suite"] == "dl"]
+        replace_section(REPO / "README.md", "bench:dl", importlib.import_module("benchmarks.dl").readme(dl_rows, env))
+        print("README.md: speed table updated")
 
 
 def main(argv=None) -> int:

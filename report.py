@@ -28,6 +28,7 @@ from utils import (
     names_are_words,
     pyplot,
     read_json,
+    replace_section,
     run_cli,
     savefig,
 )
@@ -271,15 +272,7 @@ def plot_confusions(records: list[dict], classes: list, path: Path) -> None:
 
 def update_readme(readme: Path, table: str, dataset: str = "mnist") -> None:
     """Replace the dataset's section of the README (between its two markers) with ``table``."""
-    marker = "results" if dataset == "mnist" else f"results:{dataset}"
-    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    text = readme.read_text()
-    if start not in text or end not in text:
-        raise ProjectError(f"{readme} has no '{start}' ... '{end}' section to fill in")
-    head, rest = text.split(start, 1)
-    tail = rest.split(end, 1)[1]
-    with atomic_path(readme) as tmp:
-        tmp.write_text(f"{head}{start}\n{table}{end}{tail}")
+    replace_section(readme, "results" if dataset == "mnist" else f"results:{dataset}", table)
 
 
 # The datasets whose table the README shows, and the prefix of their figures' names in plots/ (tracked files).

@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import json
 
+import pytest
+
 import bench
 import dl_main
 from benchmarks import gpu
@@ -68,3 +70,34 @@ def test_suite_flag_keeps_the_older_only():
     args = bench.parse_args(["--suite", "gpu", "--device", "cpu", "--quick"])
     assert (args.suite, args.device, args.quick) == (["gpu"], "cpu", True)
     assert bench.parse_args([]).suite == list(bench.SUITES) and "gpu" not in bench.SUITES
+
+
+def test_speed_table_is_written_from_one_run(tmp_path, capsys):
+    """The README's speed table comes from the dl suite's rows (figures and ratios computed, not typed) and goes
+    between its markers, leaving the rest of the file as it was; without the dl suite, or the markers, one line."""
+    from benchmarks import dl
+    from utils import ProjectError, replace_section
+
+    fast = {
+        "accuracy": 0.9919,
+        "seconds": 12.0,
+        "accuracies": [0.9923, 0.9917, 0.9917],
+        "breakdown": "training 9.6",
+        "typical_seed": 2,
+    }
+    shared = {"name": "cnn fast recipe beside two busy processes", "seconds": 30.0, "alone": 12.0, "goal": 2.5}
+    rows = [fast, {"accuracy": 0.9914, "seconds": 27.0}, {"accuracy": 0.9906, "seconds": 270.0, "epochs": 4}, shared]
+    text = dl.readme(rows, {"cpu": "AMD EPYC", "cpus": 2, "torch": "2.14.1"})
+    assert "AMD EPYC (2 cores), PyTorch 2.14.1" in text and "(4 epochs) | 99.06% | 270.0 | 1x |" in text
+    assert "| 99.19% (99.23 / 99.17 / 99.17) | 12.0 | **22.5x** |" in text and "| 99.14% | 27.0 | 10.0x |" in text
+    assert "(its median run, seed 2): training 9.6." in text
+    assert "| the fast recipe beside two busy processes | | 30.0 | 2.50x its time alone (goal at most 2.5x) |" in text
+    readme = tmp_path / "README.md"
+    readme.write_text("intro\n<!-- bench:dl:start -->\nold table\n<!-- bench:dl:end -->\nrest\n")
+    replace_section(readme, "bench:dl", text)
+    assert readme.read_text() == f"intro\n<!-- bench:dl:start -->\n{text}<!-- bench:dl:end -->\nrest\n"
+    readme.write_text("no markers\n")
+    with pytest.raises(ProjectError, match="no '<!-- bench:dl:start -->'"):
+        replace_section(readme, "bench:dl", text)
+    assert bench.main(["--suite", "ml", "--update-readme", "--results-dir", str(tmp_path)]) == 1
+    assert "add dl to --suite" in capsys.readouterr().err and not list(tmp_path.glob("bench*"))
