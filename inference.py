@@ -52,10 +52,12 @@ from utils import ProjectError, atomic_path
 
 # scikit-learn is imported inside the functions that use it, so that predict.py --help and a run with a
 # network alone do not pay for it (torch comes with checkpoint.py, skops is small).
+# The names of Network.MODELS and Classifier.REGISTRY (and of their recipes), written out here because importing
+# those modules would import torch's and scikit-learn's model code; a test keeps the two in step.
 NETWORKS = ("cnn", "mlp")
-CLASSICAL = ("svm", "knn", "dt", "logreg", "pca-svm", "rf")
+CLASSICAL = ("svm", "knn", "dt", "logreg", "pca-svm", "rf", "gb", "sk-mlp")
 # Each family's recipes, preferred first: the one a bare --model picks when several are trained.
-RECIPES = {"network": ("handwriting", "best", "gpu", "fast", "paper"), "classical": ("tuned", "paper")}
+RECIPES = {"network": ("handwriting", "best", "gpu", "fast", "paper"), "classical": ("tuned", "paper", "benchmark")}
 SUFFIX = {"network": ".pt", "classical": ".skops"}
 FORMAT = "mnist-classical-model/1"  # the "format" entry of a save_classical file
 

@@ -318,3 +318,17 @@ def test_classify_all_gives_every_model_answer(saved_knn, digits, tmp_path):
         assert row["family"] == predictor.family and row["score_kind"] == "probability" and row["ms"] > 0
     assert knn.predict(x28).sum() == pytest.approx(1) and network.predict(x28).sum() == pytest.approx(1, abs=1e-5)
     assert rows[1]["label"] == str(saved_knn[1].predict(digits[2][:1])[0])
+
+
+def test_model_names_follow_the_registries():
+    """predict.py, the page and handwriting.py offer every model and recipe the training scripts can save: the
+    names written out in inference (to keep torch's and scikit-learn's model code out of its imports) are the
+    registries' own."""
+    import Classifier
+    import dl_main
+    import Network
+
+    assert set(inference.NETWORKS) == set(Network.MODELS)
+    assert set(inference.CLASSICAL) == set(Classifier.REGISTRY)
+    assert set(inference.RECIPES["network"]) == set(dl_main.RECIPES)
+    assert set(inference.RECIPES["classical"]) == set(Classifier.RECIPES)

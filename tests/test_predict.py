@@ -141,12 +141,12 @@ def test_checkpoint_and_recipe_pick_the_file(models, photos, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["--model", "svm"], "no svm model at {dir}/mnist/{{svm-tuned.skops,svm-paper.skops}}; "
+        (["--model", "svm"], "no svm model at {dir}/mnist/{{svm-tuned.skops,svm-paper.skops,svm-benchmark.skops}}; "
                              "train one with python ml_main.py --algo svm --checkpoint-dir {dir}"),
         (["--model", "cnn", "--recipe", "best"], "no cnn model at {dir}/mnist/cnn-best.pt; "
                                                  "train one with python dl_main.py --model cnn --recipe best "
                                                  "--checkpoint-dir {dir}"),
-        (["--model", "knn", "--recipe", "fast"], "knn has no recipe 'fast'; choose one of tuned, paper"),
+        (["--model", "knn", "--recipe", "fast"], "knn has no recipe 'fast'; choose one of tuned, paper, benchmark"),
     ],
 )  # fmt: skip
 def test_missing_model_is_one_line_naming_the_train_command(photos, tmp_path, capsys, argv, expected):
