@@ -80,8 +80,8 @@ def run(args) -> list[dict]:
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        # Untimed: the first process after a pause was measured up to 2x slower on shared hosts (torch's libraries
-        # read back from disk, the CPU ramping up); every timed process, the peer's included, starts warm.
+        # Untimed: the first process after a pause was measured up to 2.7x slower on a shared host (its start-up,
+        # the imports, took 19 s instead of 2: the libraries read back from disk); every timed process starts warm.
         fast_run(args, tmp, 0, ("--epochs", "1", "--train-size", "2000", "--test-size", "500"))
         recs = [fast_run(args, tmp, seed) for seed in range(SEEDS)]
         accs, walls = [r["accuracy"] for r in recs], [r["wall"] for r in recs]
