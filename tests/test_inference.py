@@ -293,6 +293,10 @@ def test_find_models_prefers_recipes_and_names_what_is_missing(saved_knn, tmp_pa
         ("cnn-fast", "network"), ("mlp-best", "network"), ("knn-tuned", "classical")]  # fmt: skip
     assert [model for model, _ in missing] == ["svm", "dt", "logreg", "pca-svm", "rf"]
     assert dict(missing)["svm"] == f"python ml_main.py --algo svm --checkpoint-dir {tmp_path / 'ckpt'}"
+    gb = f"python ml_main.py --algo gb --recipe benchmark --checkpoint-dir {tmp_path}"
+    assert inference.train_command("gb", checkpoint_dir=tmp_path) == gb
+    (folder / "gb-benchmark.skops").write_bytes(saved_knn[0].read_bytes())  # a saved benchmark-only model is offered
+    assert [p.name for p in find_models(tmp_path / "ckpt", device="cpu")[0]][-1] == "gb-benchmark"
     command = dict(find_models(tmp_path / "ckpt", "fashion-mnist")[1])["cnn"]
     flags = f"--recipe handwriting --dataset fashion-mnist --checkpoint-dir {tmp_path / 'ckpt'}"
     assert command == f"python dl_main.py --model cnn {flags}"
@@ -330,5 +334,8 @@ def test_model_names_follow_the_registries():
 
     assert set(inference.NETWORKS) == set(Network.MODELS)
     assert set(inference.CLASSICAL) == set(Classifier.REGISTRY)
+    assert set(inference.BENCHMARK_ONLY) == {
+        name for name, a in Classifier.REGISTRY.items() if "tuned" not in a.recipes
+    }
     assert set(inference.RECIPES["network"]) == set(dl_main.RECIPES)
     assert set(inference.RECIPES["classical"]) == set(Classifier.RECIPES)
