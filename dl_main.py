@@ -144,10 +144,11 @@ def build_parser() -> argparse.ArgumentParser:
         choices=list(RECIPES),
         default="paper",
         help="paper: the published settings (default); fast: Adam, one-cycle, batch 128, bfloat16 "
-        "where native, 2 epochs (cnn); best: fast plus augmentation, with the distortions of other writers and "
-        "scans (--distort) for the cnn, 40 epochs; handwriting: the same for the cnn; gpu: "
+        "where native, 2 epochs (cnn: width 16, strided stem); best: fast plus augmentation, with the distortions "
+        "of other writers and scans (--distort) for the cnn, 40 epochs; handwriting: the same for the cnn; gpu: "
         "time to 99%% on a GPU, batch 512, 3 epochs (cnn). Another dataset may change a recipe "
-        "(DATASET_RECIPES: on fashion-mnist, fast is width 16 for 3 epochs; best adds flips)",
+        "(DATASET_RECIPES: on fashion-mnist, fast is the pooled stem for 3 epochs; best is affine only with flips, "
+        "50 epochs)",
     )
     r = p.add_argument_group("training settings (default: the recipe's; paper values shown)")
     r.add_argument("--epochs", type=positive(int), help="passes over the training set (paper: 20)")

@@ -93,7 +93,7 @@ def run(args) -> list[dict]:
                      "note": f"goal <= 10 s, mean >= 99.0%, each >= 98.9%; seeds: {seeds}; seconds of the median "
                      f"run (seed {typical['seed']}): {breakdown(typical)}"})  # fmt: skip
         before = fast_run(args, tmp, 0, PUBLISHED_CNN)
-        rows.append({"name": "cnn fast recipe on the published CNN (stem pool, width 32, lr 0.006), seed 0",
+        rows.append({"name": f"cnn fast recipe on the published CNN ({' '.join(PUBLISHED_CNN)}), seed 0",
                      "accuracy": before["accuracy"], "seconds": before["wall"],
                      "note": f"the recipe before the strided stem, {before['wall'] / recs[0]['wall']:.2f}x the time "
                      f"of seed 0 above; seconds: {breakdown(before)}"})  # fmt: skip
