@@ -11,7 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from dataset import N_CLASSES, SIDE
+# Imports only torch: the package (mnistlab/checkpoints.py) rebuilds saved networks from here.
+SIDE, N_CLASSES = 28, 10  # MNIST-format images: 28x28 grey, ten classes
 
 STEMS = ("pool", "stride")  # how the CNN's first block halves the image (see CNN)
 

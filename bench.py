@@ -1,7 +1,7 @@
 """Benchmarks on the full data, printed as a table with speed-ups against baselines run alongside.
 
     python bench.py                        # every CPU suite: data, ml, dl, predict
-    python bench.py --suite data ml        # some suites (--only is the older name of --suite)
+    python bench.py --suite data ml        # some suites
     python bench.py --suite dl --update-readme   # time to 99% on the CPU, and the README's speed table from it
     python bench.py --suite gpu            # the GPU check: CUDA-path tests and timings, under 5 min on an H100
     python bench.py --suite gpu --device cpu --quick   # the GPU check run on the CPU on small slices (tests)
@@ -19,10 +19,12 @@ import importlib
 import sys
 import time
 from pathlib import Path
+from mnistlab.errors import ProjectError, run_cli
+from mnistlab.files import atomic_path, write_json
+from mnistlab.machine import versions
+from mnistlab.paths import BUNDLED, REPO, RESULTS
+from mnistlab.tables import replace_section
 
-from cli import RESULTS
-from dataset import BUNDLED, REPO
-from utils import ProjectError, atomic_path, replace_section, run_cli, versions, write_json
 
 SUITES = ("data", "ml", "dl", "predict")  # the default: every suite that runs on the CPU
 ALL_SUITES = (*SUITES, "gpu")
@@ -58,7 +60,7 @@ def add_speedups(rows: list[dict]) -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", "--only", dest="suite", nargs="+", choices=ALL_SUITES, default=list(SUITES),
+    p.add_argument("--suite", nargs="+", choices=ALL_SUITES, default=list(SUITES),
                    help=f"suites to run (default: {' '.join(SUITES)}; gpu only when named)")  # fmt: skip
     p.add_argument("--results-dir", type=Path, default=RESULTS,
                    help="where bench.json/.md and bench-gpu.json/.md go (default: the repo's results/)")  # fmt: skip
@@ -71,7 +73,7 @@ def parse_args(argv=None):
         help="write the dl suite's table into README.md (between its bench:dl markers); needs --suite dl",
     )
     p.add_argument("--quick", action="store_true",
-                   help="gpu suite: small slices (2000 train, 500 test images, 1 epoch, 2 seeds), no process "
+                   help="small slices, to test a suite itself in seconds (gpu: 2000 train, 500 test images, 1 epoch, 2 seeds, no process "
                         "timings: to test the check itself in seconds; its goals are then not judged")  # fmt: skip
     return p.parse_args(argv)
 

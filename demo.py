@@ -6,7 +6,7 @@
 
 The page (static/: plain HTML, CSS and JavaScript, no framework, nothing fetched from elsewhere) sends the
 canvas as PNG after every stroke; the server preprocesses it exactly as the command line does
-(inference.prepare) and answers with the 28x28 input the models saw and every model's top classes.
+(read_digit) and answers with the 28x28 input the models saw and every model's top classes.
 
 Why Python's own http.server: the page needs three routes (the page and its files, the list of models,
 one prediction endpoint), so a web framework would be a dependency for nothing. ThreadingHTTPServer
@@ -29,11 +29,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+from mnistlab.errors import ProjectError, run_cli
+from mnistlab.flags import DEVICES, dataset_type, positive
+from mnistlab.images import read_digit
+from mnistlab.paths import CHECKPOINTS, REPO
+from mnistlab.saved_models import classify_all, find_models
 
-import inference
-from cli import CHECKPOINTS, DEVICES, dataset_type
-from dataset import REPO
-from utils import ProjectError, positive, run_cli
 
 STATIC = REPO / "static"
 CONTENT_TYPES = {
@@ -72,9 +73,9 @@ class Demo:
         }
 
     def predict(self, body: bytes, name: str) -> dict:
-        x = inference.prepare(body, name=name)
+        x = read_digit(body, name=name)
         with self.lock:
-            results = inference.classify_all(self.predictors, x)
+            results = classify_all(self.predictors, x)
         grey = np.rint(np.asarray(x, dtype=np.float64) * 255).astype(int)
         return {"input": grey.tolist(), "results": results}
 
@@ -239,7 +240,7 @@ def make_server(args: argparse.Namespace, static_dir: Path = STATIC) -> Server:
         family = socket.getaddrinfo(args.host, args.port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0][0]
     except OSError as exc:
         raise ProjectError(f"--host {args.host}: {exc.strerror or exc}") from None
-    predictors, missing = inference.find_models(args.checkpoint_dir, args.dataset, device=args.device)
+    predictors, missing = find_models(args.checkpoint_dir, args.dataset, device=args.device)
     try:
         return Server((args.host, args.port), family, Demo(predictors, missing, args, static_dir))
     except OSError as exc:
@@ -274,7 +275,7 @@ def _main(argv=None) -> int:
     args = parse_args(argv)
     server = make_server(args)
     if args.screenshot:
-        from demo_browser import screenshot
+        from mnistlab.browser import screenshot
 
         with server:
             screenshot(server, args.screenshot)

@@ -19,14 +19,18 @@ import sys
 import time
 from pathlib import Path
 
-import cli
 import data_prep
 import dl_main
 import ml_main
-import published
 import report
 from report import README_SECTIONS
-from utils import ProjectError, print_config, run_cli, versions, write_json
+from mnistlab.errors import ProjectError, run_cli
+from mnistlab.files import write_json
+from mnistlab.flags import add_data_flags, add_run_flags
+from mnistlab.machine import versions
+from mnistlab.recipes import NETWORK_RECIPES
+from mnistlab.records import print_config
+import mnistlab.published as published
 
 STEPS = ("ml-paper", "ml-benchmark", "ml-tuned", "mlp", "cnn")
 
@@ -34,15 +38,15 @@ STEPS = ("ml-paper", "ml-benchmark", "ml-tuned", "mlp", "cnn")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", type=Path, help="folder with the four IDX files of an MNIST-format dataset")
-    p.add_argument("--recipe", choices=[r for r in dl_main.RECIPES if r != "gpu"],
+    p.add_argument("--recipe", choices=[r for r in NETWORK_RECIPES if r != "gpu"],
                    help="the networks' recipe (default: paper, the write-up's settings, on MNIST; fast on other "
                         "datasets, where the write-up published no network)")  # fmt: skip
     p.add_argument("--skip", nargs="+", choices=STEPS, default=[],
                    help="steps to leave out (the classical models at the published settings are ml-paper on MNIST, "
                         "ml-benchmark on Fashion-MNIST)")  # fmt: skip
     p.add_argument("--update-readme", action="store_true", help="write the table and figures into README.md/plots/")
-    cli.add_data_flags(p)
-    cli.add_run_flags(p)
+    add_data_flags(p)
+    add_run_flags(p)
     args = p.parse_args(argv)
     try:
         args.dataset = data_prep.dataset_name(args.dataset if args.dataset != "mnist" or not args.source else None,

@@ -6,7 +6,7 @@
     python handwriting.py --checkpoint some/where/cnn-best.pt
 
 Every image below is rendered as a grey picture of dark ink on light paper, 128x128 or so, and then goes
-through inference.to_mnist, exactly as a user's PNG does (crop to the ink, fit 20x20, centre of mass):
+through to_mnist, exactly as a user's PNG does (crop to the ink, fit 20x20, centre of mass):
 
 - ``uci-nearest``, ``uci-bilinear``: real handwriting by other writers, scikit-learn's bundled copy of the UCI
   optical digits (1797 digits of 8x8 pixels, 17 grey levels, by 43 writers; not MNIST), upscaled to 128x128
@@ -35,11 +35,14 @@ import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sklearn.datasets import load_digits
+from mnistlab.errors import run_cli
+from mnistlab.files import atomic_path, check_output_dirs, write_json
+from mnistlab.flags import add_model_flags, check_model_flags
+from mnistlab.images import to_mnist
+from mnistlab.machine import versions
+from mnistlab.paths import RESULTS
+from mnistlab.saved_models import chosen_models
 
-import cli
-import inference
-from inference import to_mnist
-from utils import atomic_path, check_output_dirs, run_cli, versions, write_json
 
 CANVAS = 128
 SEEDS = {"drawn-val": 1, "drawn-test": 2}
@@ -58,7 +61,7 @@ def uci_digits(mode: str) -> tuple[np.ndarray, np.ndarray]:
     """scikit-learn's 1797 UCI digits as (N, 28, 28) float inputs in [0, 1] and (N,) labels.
 
     Each 8x8 image (0..16 ink) is upscaled to CANVAS x CANVAS (``mode``: "nearest" or "bilinear") as
-    dark ink on white paper, then through inference.to_mnist.
+    dark ink on white paper, then through to_mnist.
     """
 
     digits = load_digits()
@@ -183,7 +186,7 @@ def drawn_digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Programmatic digits of one seed: (N, 28, 28) inputs in [0, 1], (N,) labels, (N,) kinds ("font" or
     "stroke", "+scan" for the third of them turned into upscaled low-resolution scans).
 
-    FONT_VARIANTS per font and digit, STROKE_VARIANTS per digit; each through inference.to_mnist.
+    FONT_VARIANTS per font and digit, STROKE_VARIANTS per digit; each through to_mnist.
     """
 
     rng = np.random.default_rng(seed)
@@ -226,11 +229,11 @@ def measure(predictor, images: np.ndarray, labels: np.ndarray) -> dict:
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    inference.add_model_flags(p)
+    add_model_flags(p)
     p.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from {', '.join(SETS)} (default: all)")
-    p.add_argument("--results-dir", type=Path, default=cli.RESULTS, help="(default: the repo's results/)")
+    p.add_argument("--results-dir", type=Path, default=RESULTS, help="(default: the repo's results/)")
     args = p.parse_args(argv)
-    inference.check_model_flags(p, args)
+    check_model_flags(p, args)
     args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
     unknown = sorted(set(args.sets) - set(SETS))
     if unknown or not args.sets:
@@ -267,7 +270,7 @@ def _main(argv=None) -> int:
     args = parse_args(argv)
     out = args.results_dir / args.dataset / "handwriting"
     check_output_dirs({"--results-dir": out})
-    predictors = inference.chosen_models(args, "handwriting.py")
+    predictors = chosen_models(args, "handwriting.py")
     records = measure_all(predictors, args.sets)
     env = versions("torch", "numpy", "scikit-learn", "Pillow", "matplotlib", "skops")
     for name, record in records.items():

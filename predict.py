@@ -22,19 +22,22 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from mnistlab.errors import ProjectError, run_cli
+from mnistlab.files import atomic_path
+from mnistlab.flags import add_model_flags, check_model_flags, positive
+from mnistlab.images import read_digit
+from mnistlab.saved_models import chosen_models, ranked
 
-import inference
-from utils import ProjectError, atomic_path, positive, run_cli
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("images", nargs="+", type=Path, help="image files to classify")
-    inference.add_model_flags(p)
+    add_model_flags(p)
     p.add_argument("--top", type=positive(int), default=1, help="how many of the best classes to print (default: 1)")
     p.add_argument("--save-inputs", type=Path, help="folder to save each 28x28 model input as PNG, to inspect")
     args = p.parse_args(argv)
-    inference.check_model_flags(p, args)
+    check_model_flags(p, args)
     if args.all and args.top > 1:
         p.error("--all shows each model's best class; use --model with --top")
     return args
@@ -45,7 +48,7 @@ def read_inputs(paths: list[Path]) -> tuple[list[Path], list[np.ndarray], int]:
     names, inputs = [], []
     for path in paths:
         try:
-            inputs.append(inference.prepare(path))
+            inputs.append(read_digit(path))
             names.append(path)
         except ProjectError as exc:
             print(f"predict.py: error: {exc}", file=sys.stderr)
@@ -60,14 +63,14 @@ def cell(predictor, scores: np.ndarray, k: int) -> str:
 
 def print_one(predictor, names, inputs, top: int) -> None:
     for path, scores in zip(names, predictor.predict(np.stack(inputs)), strict=True):
-        best = inference.ranked(scores, top)
+        best = ranked(scores, top)
         print(f"{path}: " + ", ".join(cell(predictor, scores, k) for k in best))
 
 
 def print_table(predictors, names, inputs) -> None:
     """Rows = images, columns = models: each model's best class and its score."""
     batch = np.stack(inputs)
-    columns = [[cell(p, s, int(inference.ranked(s, 1)[0])) for s in p.predict(batch)] for p in predictors]
+    columns = [[cell(p, s, int(ranked(s, 1)[0])) for s in p.predict(batch)] for p in predictors]
     rows = [["image", *(p.name for p in predictors)]]
     rows += [[str(path), *(column[i] for column in columns)] for i, path in enumerate(names)]
     widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
@@ -84,7 +87,7 @@ def save_input(img: np.ndarray, path: Path) -> None:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     # first: a missing model is one line, before any image is read
-    predictors = inference.chosen_models(args, "predict.py")
+    predictors = chosen_models(args, "predict.py")
     names, inputs, failed = read_inputs(args.images)
     if inputs:
         if args.all:

@@ -16,22 +16,15 @@ import sys
 from pathlib import Path
 
 import numpy as np
+from mnistlab.data import load_split
+from mnistlab.errors import ProjectError, run_cli
+from mnistlab.files import atomic_path, check_output_dirs, read_json
+from mnistlab.flags import add_output_flags, dataset_type
+from mnistlab.paths import BUNDLED, REPO
+from mnistlab.plots import draw_confusion, names_are_words, pyplot, savefig
+from mnistlab.tables import replace_section
+import mnistlab.published as published
 
-import cli
-import published
-from dataset import BUNDLED, REPO, load_split
-from utils import (
-    ProjectError,
-    atomic_path,
-    check_output_dirs,
-    draw_confusion,
-    names_are_words,
-    pyplot,
-    read_json,
-    replace_section,
-    run_cli,
-    savefig,
-)
 
 DEFAULTS_NOTE = "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]"
 DATA_SIZES = ("train_size", "test_size")  # explicit settings that change the data, not the model
@@ -290,9 +283,9 @@ def copy_readme_figures(figures: Path, dataset: str) -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", type=cli.dataset_type, default="mnist", help="whose runs to report (default: mnist)")
+    p.add_argument("--dataset", type=dataset_type, default="mnist", help="whose runs to report (default: mnist)")
     p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (for the test images)")
-    cli.add_output_flags(p, checkpoints=False)
+    add_output_flags(p, checkpoints=False)
     p.add_argument("--update-readme", action="store_true",
                    help="also write the table into README.md and copy the figures it shows to plots/ "
                         "(the only step that changes tracked files)")  # fmt: skip

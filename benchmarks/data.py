@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 
 from data_prep import read_json_split
-from dataset import REPO, load_split
+from mnistlab.data import load_split
+from mnistlab.paths import REPO
 
 
 def timed(fn):

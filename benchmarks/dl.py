@@ -18,9 +18,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from mnistlab.files import read_json
+from mnistlab.paths import REPO
 
-from dataset import REPO
-from utils import read_json
 
 SEEDS, TARGET = 3, 0.99
 PARTS = ("startup", "data", "model", "training", "evaluation", "figures")
@@ -74,7 +74,7 @@ def shared(args, out: Path, burners: int, copies: int = 1) -> float:
 
 
 def run(args) -> list[dict]:
-    from dataset import load_split
+    from mnistlab.data import load_split
 
     load_split("train", data_dir=args.data_dir)  # the cache and the raw IDX files exist and are verified
     rows = []

@@ -25,9 +25,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from mnistlab.errors import ProjectError
+from mnistlab.files import atomic_path, read_json, write_json
+from mnistlab.machine import versions
+from mnistlab.paths import REPO
 
-from dataset import REPO
-from utils import ProjectError, atomic_path, read_json, versions, write_json
 
 COLUMNS = ("step", "check", "status", "accuracy", "seconds", "goal", "wall s", "note")
 SEEDS = 5
@@ -87,10 +89,10 @@ class Check:
 
 
 def record_path(argv: list[str]) -> Path:
-    import cli
+    from mnistlab.records import run_paths
     import dl_main
 
-    return cli.run_paths(dl_main.make_config(argv))["record"]
+    return run_paths(dl_main.make_config(argv))["record"]
 
 
 def train(ctx: Check, folder: str, *flags) -> dict | None:
@@ -138,7 +140,7 @@ def step_environment(ctx: Check) -> dict:
     import torch
     import torchvision
 
-    from trainer import native_bf16, resolve_device
+    from mnistlab.devices import native_bf16, resolve_device
 
     device = resolve_device(ctx.device)
     if device.type == "cuda":
@@ -201,10 +203,10 @@ def step_evaluation(ctx: Check) -> dict:
     """The checkpoint, reloaded with checkpoint.load_model, re-evaluates to the record's predictions."""
     import torch
 
-    from checkpoint import load_model
-    from dataset import load_split
+    from mnistlab.checkpoints import load_model
+    from mnistlab.data import load_split
     from Network import has_conv
-    from trainer import evaluate
+    from mnistlab.training import evaluate
 
     rec = needs_short(ctx)
     model, config = load_model(rec["checkpoint"], ctx.device)
@@ -226,8 +228,8 @@ def step_prediction(ctx: Check, count: int = 32) -> dict:
     try:
         import torch
 
-        from checkpoint import load_model
-        from dataset import load_split
+        from mnistlab.checkpoints import load_model
+        from mnistlab.data import load_split
     except ImportError as exc:
         raise CheckSkippedError(f"an import failed ({exc})") from None
     rec = needs_short(ctx)
@@ -287,10 +289,10 @@ def step_paper_epoch(ctx: Check) -> dict:
 
 
 def gpu_recipe() -> None:
-    import dl_main
+    from mnistlab.recipes import RECIPES
 
-    if "gpu" not in dl_main.RECIPES or "cnn" not in dl_main.RECIPES["gpu"]:
-        raise CheckSkippedError("dl_main.RECIPES has no 'gpu' recipe for the cnn (yet)")
+    if "cnn" not in RECIPES.get("gpu", {}):
+        raise CheckSkippedError("mnistlab.recipes.RECIPES has no 'gpu' recipe for the cnn (yet)")
 
 
 def step_gpu_seeds(ctx: Check) -> dict:

@@ -1,7 +1,7 @@
 """Predict suite: own-image prediction on MNIST test digits turned into ordinary image files.
 
 Each digit is enlarged, inverted to dark ink on light grey paper, shifted on a larger page and saved as
-PNG or JPEG (photos.py); inference.prepare must undo all of that. Every saved model is scored.
+PNG or JPEG (photos.py); inference.read_digit must undo all of that. Every saved model is scored.
 """
 
 from __future__ import annotations
@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+from mnistlab.data import load_split
+from mnistlab.images import read_digit, write_photos
+from mnistlab.saved_models import find_models
 
-from dataset import load_split
-from inference import find_models, prepare
-from photos import write_photos
 
 
 def run(args, n: int = 200) -> list[dict]:
@@ -25,7 +25,7 @@ def run(args, n: int = 200) -> list[dict]:
     ]
     with tempfile.TemporaryDirectory() as tmp:
         start = time.perf_counter()
-        inputs = np.stack([prepare(p) for p in write_photos(x, Path(tmp))])
+        inputs = np.stack([read_digit(p) for p in write_photos(x, Path(tmp))])
         seconds_prepare = time.perf_counter() - start
     for p in predictors:
         start = time.perf_counter()

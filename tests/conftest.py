@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 from data_prep import prepare
-from dataset import BUNDLED, IDX_NAMES, REPO
+from mnistlab.datasets import IDX_NAMES
+from mnistlab.paths import BUNDLED, REPO
 
 SMALL_TRAIN, SMALL_TEST = 300, 100
 CHECKOUT = pytest.StashKey[dict]()

@@ -10,8 +10,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
+from mnistlab.datasets import N_CLASSES
 
-from dataset import N_CLASSES
 
 DIGITS = [str(i) for i in range(N_CLASSES)]
 
@@ -23,21 +23,22 @@ def write_network(path: Path, model: str = "cnn", seed: int = 0, classes=None) -
     from Network import build_model
 
     torch.manual_seed(seed)
-    config = {"model": model, "hidden_size": 16, "dropout": 0.5, "classes": classes or DIGITS}
+    config = {"model": model, "hidden_size": 16, "dropout": 0.5, "classes": classes or DIGITS, "width": 32,
+              "stem": "pool"}
     net = build_model(model, config["hidden_size"], config["dropout"], len(config["classes"]))
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model": net.state_dict(), "config": config}, path)
+    torch.save({"model": net.state_dict(), "config": config, "final": True}, path)
     return path
 
 
-def fit_pipeline(algo: str, x: np.ndarray, y: np.ndarray, preset: str = "paper", engine: str = "sklearn"):
+def fit_pipeline(algo: str, x: np.ndarray, y: np.ndarray, recipe: str = "paper"):
     """Classifier.py's pipeline for ``algo``, fitted on a few raw images (forests kept to a few trees)."""
     import Classifier
 
-    settings = Classifier.settings(algo, preset)
+    settings = Classifier.settings(algo, recipe)
     if "n_estimators" in settings:
         settings["n_estimators"] = 5
-    return Classifier.build(algo, settings, seed=0, threads=1, engine=engine).fit(x, y)
+    return Classifier.build(algo, settings, seed=0, threads=1).fit(x, y)
 
 
 def png_header(width: int, height: int) -> bytes:

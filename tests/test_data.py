@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import gzip
 import json
 from pathlib import Path
@@ -13,9 +12,12 @@ import pytest
 
 import data_prep
 from conftest import SMALL_TEST, SMALL_TRAIN, write_idx, write_source
-from data_prep import main, prepare, read_json_split, read_sums
-from dataset import IDX_NAMES, load_split, sha256, train_val_indices
-from utils import ProjectError
+from data_prep import main, prepare
+from mnistlab import cache
+from mnistlab.cache import read_json_split, read_sums
+from mnistlab.data import load_split, train_val_indices
+from mnistlab.datasets import IDX_NAMES, sha256
+from mnistlab.errors import ProjectError
 
 DATA = Path(__file__).resolve().parent.parent / "data"
 
@@ -42,7 +44,7 @@ def test_bundled_checksums_and_known_values(full_mnist):
     data_dir, manifest = full_mnist
     assert manifest["checksums_verified"] is True
     assert (manifest["n_train"], manifest["n_test"]) == (60000, 10000)
-    sums = read_sums(data_prep.BUNDLED / "SHA256SUMS.uncompressed")
+    sums = read_sums(DATA / "SHA256SUMS.uncompressed")
     for name in IDX_NAMES.values():
         assert sha256(data_dir / "mnist" / "raw" / name) == sums[name]
     x, y = load_split("train", data_dir=data_dir)
@@ -130,7 +132,7 @@ def test_interrupted_write_leaves_no_trusted_output(small_source, tmp_path, monk
             raise KeyboardInterrupt
         return real_dumps(*args, **kwargs)
 
-    monkeypatch.setattr(data_prep.json, "dumps", dumps_then_interrupt)
+    monkeypatch.setattr(cache.json, "dumps", dumps_then_interrupt)
     out_dir = tmp_path / "d" / "tiny"
     with pytest.raises(KeyboardInterrupt):
         prepare("tiny", source=small_source, data_dir=tmp_path / "d", plots_dir=tmp_path, quiet=True)
@@ -274,10 +276,7 @@ def test_tampered_cache_is_refused(small_source, tmp_path, change):
 
 
 def test_tampered_bundled_cache_is_rebuilt(bundled_copy, tmp_path, monkeypatch, capsys):
-    monkeypatch.setattr("dataset.BUNDLED", bundled_copy)
-    monkeypatch.setattr("data_prep.BUNDLED", bundled_copy)
-    # The rebuild draws samples.png where the bundled data's figure goes, the repo's plots/: here a temporary one.
-    monkeypatch.setattr("data_prep.prepare", functools.partial(data_prep.prepare, plots_dir=tmp_path / "plots"))
+    monkeypatch.setattr("mnistlab.cache.BUNDLED", bundled_copy)
     x, y = load_split("test", data_dir=bundled_copy, size=100)  # built on first use
     tamper(bundled_copy / "mnist" / "cache.npz", lambda a: a.update(y_test=(a["y_test"] + 1) % 10))
     x2, y2 = load_split("test", data_dir=bundled_copy, size=100)

@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 
 import demo
-from dataset import load_split
-from inference import save_classical
 from model_files import DIGITS, fit_pipeline
+from mnistlab.data import load_split
+from mnistlab.saved_models import save_classical
 
 SECRETS = (b"ThreadingHTTPServer", b"# Handwritten digits", b"root:")  # from demo.py, README.md, /etc/passwd
 
@@ -212,8 +212,8 @@ def browser():  # so a missing browser skips before ten seconds of training
         from playwright.sync_api import sync_playwright
     except ImportError:
         unavailable("playwright is not installed (pip install playwright)")
-    from demo_browser import launch
-    from utils import ProjectError
+    from mnistlab.browser import launch
+    from mnistlab.errors import ProjectError
 
     pw = sync_playwright().start()
     try:
@@ -240,7 +240,7 @@ def check_answers(page, networks: list[str], digit: str) -> None:
 
 
 def test_drawn_and_uploaded_digits_are_recognised(browser, trained, mnist_dir):
-    from demo_browser import STROKES, draw_digit, open_page, sent_count, wait_for_answer
+    from mnistlab.browser import STROKES, draw_digit, open_page, sent_count, wait_for_answer
 
     with serving(trained) as server:
         info = json.loads(call(server, "GET", "/api/models")[2])

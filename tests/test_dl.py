@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 import dl_main
-from checkpoint import load_model
-from dataset import load_split
 from Network import build_model
+from mnistlab.checkpoints import load_model
+from mnistlab.data import load_split
 
 # The classical models' record schema, plus what the networks add.
 RECORD_KEYS = """model name dataset accuracy split n_train n_eval seconds_train seconds_predict config seed versions
@@ -217,7 +217,7 @@ def test_ctrl_c_saves_a_checkpoint_and_curves(run):
         (["--momentum", "-0.5"], "--momentum: must be >= 0"),
         (["--weight-decay", "nan"], "--weight-decay: must be >= 0"),
         (["--augment", "-3"], "--augment: must be >= 0"),
-        (["--seed", "-1"], "--seed: must be >= 0"),
+        (["--seed", "-1"], "--seed: must be from 0 to 4294967295"),
         (["--model", "rnn"], "invalid choice"),
         (["--device", "tpu"], "invalid choice"),
     ],
@@ -328,9 +328,9 @@ def test_nothing_to_train_on(run, capsys):
 @pytest.mark.parametrize("native", [True, False])
 def test_fast_recipe_uses_bfloat16_only_where_native(run, monkeypatch, capsys, native):
     # Emulated bfloat16 made a CNN step 8x slower than float32 on an AVX2-only CPU: "auto" must fall back.
-    import trainer
+    from mnistlab import devices
 
-    monkeypatch.setattr(trainer, "native_bf16", lambda device: native)
+    monkeypatch.setattr(devices, "native_bf16", lambda device: native)
     code, out = run("--model", "mlp", "--recipe", "fast", "--epochs", 1)
     assert code == 0
     assert result(out, "mlp")["config"]["amp"] is native
@@ -338,22 +338,22 @@ def test_fast_recipe_uses_bfloat16_only_where_native(run, monkeypatch, capsys, n
 
 
 def test_explicit_amp_is_kept_with_a_warning(monkeypatch, capsys):
-    import trainer
+    from mnistlab import devices
 
-    monkeypatch.setattr(trainer, "native_bf16", lambda device: False)
+    monkeypatch.setattr(devices, "native_bf16", lambda device: False)
     cpu = torch.device("cpu")
-    assert trainer.resolve_amp(True, cpu) is True and "slower than float32" in capsys.readouterr().out
-    assert trainer.resolve_amp(False, cpu) is False and capsys.readouterr().out == ""
+    assert devices.resolve_amp(True, cpu) is True and "slower than float32" in capsys.readouterr().out
+    assert devices.resolve_amp(False, cpu) is False and capsys.readouterr().out == ""
 
 
 @pytest.mark.parametrize(("running", "cores", "threads"), [("1/300", 2, 2), ("2/300", 2, 1), ("3/300", 2, 1),
                                                            ("5/300", 2, 1), ("3/300", 8, 6)])  # fmt: skip
 def test_threads_leave_the_cores_that_others_are_busy_on(tmp_path, monkeypatch, running, cores, threads):
     """--threads 0 trains on the cores not busy with other work (this process itself is one running task)."""
-    import utils
+    from mnistlab import machine
 
     loadavg = tmp_path / "loadavg"
     loadavg.write_text(f"0.50 0.40 0.30 {running} 12345\n")
-    monkeypatch.setattr(utils, "usable_cores", lambda: cores)
-    assert utils.idle_cores(samples=3, interval=0, loadavg=str(loadavg)) == threads
-    assert utils.idle_cores(loadavg=str(tmp_path / "missing")) == cores  # no /proc: every usable core
+    monkeypatch.setattr(machine, "usable_cores", lambda: cores)
+    assert machine.idle_cores(samples=3, interval=0, loadavg=str(loadavg)) == threads
+    assert machine.idle_cores(loadavg=str(tmp_path / "missing")) == cores  # no /proc: every usable core

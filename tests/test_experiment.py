@@ -13,9 +13,9 @@ import experiment
 import predict
 import report
 from conftest import write_source
-from dataset import load_split
-from photos import write_photos
-from utils import read_json
+from mnistlab.data import load_split
+from mnistlab.files import read_json
+from mnistlab.images import write_photos
 
 
 @pytest.fixture(scope="module")

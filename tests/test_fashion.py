@@ -12,16 +12,18 @@ import matplotlib
 import pytest
 import torch
 
-import augment
 import Classifier
 import dl_main
 import experiment
 import ml_main
-import published
 import report
 from data_prep import prepare
-from dataset import REPO, known_classes, load_split
-from inference import load_classical, save_classical
+from mnistlab.data import load_split
+from mnistlab.datasets import known_classes
+from mnistlab.paths import REPO
+from mnistlab.saved_models import load_classical, save_classical
+import mnistlab.augment as augment
+import mnistlab.published as published
 
 SHARED = REPO.parent / "shared" / "fashion-mnist"
 needs_files = pytest.mark.skipif(not SHARED.is_dir(), reason=f"the Fashion-MNIST files are not at {SHARED}")
@@ -139,7 +141,7 @@ def test_class_names_reach_every_figure(fashion, monkeypatch):
         drawn[path.name] = fig
 
     monkeypatch.setattr(report, "savefig", keep)
-    monkeypatch.setattr("utils.savefig", keep)
+    monkeypatch.setattr("mnistlab.plots.savefig", keep)
     table = report.make_report("fashion-mnist", fashion / "data", fashion / "results", fashion / "plots")
     assert "| svm | benchmark-test_size200-train_size1000 | 89.70% |" in table
     assert "Xiao, Rasul & Vollgraf (2017)" in table

@@ -76,7 +76,8 @@ def test_speed_table_is_written_from_one_run(tmp_path, capsys):
     """The README's speed table comes from the dl suite's rows (figures and ratios computed, not typed) and goes
     between its markers, leaving the rest of the file as it was; without the dl suite, or the markers, one line."""
     from benchmarks import dl
-    from utils import ProjectError, replace_section
+    from mnistlab.errors import ProjectError
+    from mnistlab.tables import replace_section
 
     fast = {
         "accuracy": 0.9919,

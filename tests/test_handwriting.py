@@ -8,12 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-import augment
 import dl_main
 import handwriting
-from dataset import load_split
-from inference import save_classical, to_mnist
 from model_files import DIGITS, fit_pipeline
+from mnistlab.data import load_split
+from mnistlab.images import to_mnist
+from mnistlab.saved_models import save_classical
+import mnistlab.augment as augment
 
 
 def strokes(n: int = 8) -> torch.Tensor:

@@ -13,20 +13,13 @@ import pytest
 import skops.io as sio
 from PIL import Image
 
-import inference
-from dataset import load_split
-from inference import (
-    classify_all,
-    find_models,
-    load_classical,
-    load_predictor,
-    prepare,
-    read_grey,
-    save_classical,
-    schema_types,
-)
 from model_files import DIGITS, Touch, fit_pipeline, png_header, with_eval_payload, with_function, write_network
-from utils import ProjectError
+from mnistlab.data import load_split
+from mnistlab.errors import ProjectError
+from mnistlab.images import read_digit, read_grey
+from mnistlab.recipes import BENCHMARK_ONLY, CLASSICAL, NETWORKS, PREFERRED
+from mnistlab import saved_models
+from mnistlab.saved_models import classify_all, find_models, load_classical, load_predictor, save_classical, train_command
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +66,7 @@ def test_16_bit_png_is_scaled_not_clipped(page, tmp_path):
     with Image.open(tmp_path / "sixteen.png") as img:
         assert img.mode == "I;16"  # a real 16-bit file; converting it with Pillow's convert("L") clips it white
     assert np.allclose(read_grey(tmp_path / "sixteen.png"), page / 255, atol=1e-6)
-    assert np.abs(prepare(tmp_path / "sixteen.png") - prepare(tmp_path / "eight.png")).max() <= 1e-5
+    assert np.abs(read_digit(tmp_path / "sixteen.png") - read_digit(tmp_path / "eight.png")).max() <= 1e-5
 
 
 @pytest.mark.parametrize("mode, dtype, scale, offset", [("F", np.float32, 0.01, -1.0), ("I", np.int32, 1000, -5000)])
@@ -84,7 +77,7 @@ def test_float_and_32_bit_tiff_are_scaled_by_their_range(page, tmp_path, mode, d
         assert img.mode == mode
     grey = read_grey(tmp_path / "wide.tiff")
     assert grey.min() == 0 and grey.max() == 1
-    assert np.abs(prepare(tmp_path / "wide.tiff") - prepare(tmp_path / "eight.png")).max() <= 1e-5
+    assert np.abs(read_digit(tmp_path / "wide.tiff") - read_digit(tmp_path / "eight.png")).max() <= 1e-5
 
 
 @pytest.mark.parametrize(
@@ -162,22 +155,22 @@ def test_bad_files_are_one_line_naming_the_file(page, tmp_path):
     expected = {"cut.png": "cannot be read", "notes.png": "not an image", "empty.png": "empty file",
                 "missing.png": "no such file", "folder.png": "cannot be read"}  # fmt: skip
     for name, problem in expected.items():
-        message = one_line_error(prepare, tmp_path / name)
+        message = one_line_error(read_digit, tmp_path / name)
         assert message.startswith(f"{tmp_path / name}: {problem}"), message
     if os.path.exists("/dev/zero"):  # a device never ends: refused without reading it
-        assert one_line_error(prepare, Path("/dev/zero")).startswith("/dev/zero: not a regular file")
-    assert one_line_error(prepare, b"", "upload.png") == "upload.png: empty file, not an image"
-    assert one_line_error(prepare, b"GIF89a", "upload.gif").startswith("upload.gif: ")
+        assert one_line_error(read_digit, Path("/dev/zero")).startswith("/dev/zero: not a regular file")
+    assert one_line_error(read_digit, b"", "upload.png") == "upload.png: empty file, not an image"
+    assert one_line_error(read_digit, b"GIF89a", "upload.gif").startswith("upload.gif: ")
 
 
 def test_blank_image_has_no_ink(tmp_path):
     Image.new("L", (50, 50), 230).save(tmp_path / "blank.png")
-    assert one_line_error(prepare, tmp_path / "blank.png").startswith(f"{tmp_path / 'blank.png'}: no ink found")
+    assert one_line_error(read_digit, tmp_path / "blank.png").startswith(f"{tmp_path / 'blank.png'}: no ink found")
 
 
 def test_bytes_read_like_the_file(page, tmp_path):
     Image.fromarray(page).save(tmp_path / "digit.png")
-    assert np.array_equal(prepare((tmp_path / "digit.png").read_bytes(), "upload"), prepare(tmp_path / "digit.png"))
+    assert np.array_equal(read_digit((tmp_path / "digit.png").read_bytes(), "upload"), read_digit(tmp_path / "digit.png"))
 
 
 # ---------------------------------------------------------------- classical models
@@ -200,26 +193,12 @@ def test_plain_pipeline_round_trip(digits, tmp_path, algo):
     assert np.mean(scores.argmax(axis=1) == pipeline.predict(check)) >= 0.99
 
 
-@pytest.mark.parametrize("algo", ["svm", "knn", "rf"])
-def test_intelex_pipeline_is_saved_as_plain_scikit_learn(digits, tmp_path, algo):
-    pytest.importorskip("sklearnex", reason="scikit-learn-intelex is not installed (it is x86-64 only)")
-    x, y, check = digits
-    pipeline = fit_pipeline(algo, x, y, preset="tuned", engine="sklearnex")  # deskew, PCA for knn, oneDAL estimators
-    assert type(pipeline.steps[-1][1]).__module__.startswith("sklearnex")
-    path = save_classical(
-        pipeline, tmp_path / f"{algo}-tuned.skops", {"model": algo}, check
-    )  # dumping sklearnex aborts
-    assert not any(t.startswith(("sklearnex", "onedal", "daal4py")) for t in schema_types(path.read_bytes()))
-    loaded, meta = load_classical(path)
-    assert meta["estimator"].startswith("sklearnex.")  # what was fitted, recorded
-    assert np.array_equal(loaded.predict(check), pipeline.predict(check))
-
-
 def test_save_refuses_a_copy_that_predicts_differently(digits, tmp_path, monkeypatch):
     x, y, check = digits
     pipeline = fit_pipeline("knn", x, y)
     wrong = fit_pipeline("knn", x, np.roll(y, 1))
-    monkeypatch.setattr(inference, "plain_pipeline", lambda model: wrong)
+    monkeypatch.setattr(saved_models.sio, "loads", lambda data, trusted: {"format": saved_models.FORMAT,
+                                                                          "meta": "{}", "pipeline": wrong})
     message = one_line_error(save_classical, pipeline, tmp_path / "knn-paper.skops", {}, check)
     assert "not saved" in message and "differently" in message
     assert not list(tmp_path.iterdir())  # not even a temporary file is left
@@ -294,7 +273,7 @@ def test_find_models_prefers_recipes_and_names_what_is_missing(saved_knn, tmp_pa
     assert [model for model, _ in missing] == ["svm", "dt", "logreg", "pca-svm", "rf"]
     assert dict(missing)["svm"] == f"python ml_main.py --algo svm --checkpoint-dir {tmp_path / 'ckpt'}"
     gb = f"python ml_main.py --algo gb --recipe benchmark --checkpoint-dir {tmp_path}"
-    assert inference.train_command("gb", checkpoint_dir=tmp_path) == gb
+    assert train_command("gb", checkpoint_dir=tmp_path) == gb
     (folder / "gb-benchmark.skops").write_bytes(saved_knn[0].read_bytes())  # a saved benchmark-only model is offered
     assert [p.name for p in find_models(tmp_path / "ckpt", device="cpu")[0]][-1] == "gb-benchmark"
     command = dict(find_models(tmp_path / "ckpt", "fashion-mnist")[1])["cnn"]
@@ -332,10 +311,10 @@ def test_model_names_follow_the_registries():
     import dl_main
     import Network
 
-    assert set(inference.NETWORKS) == set(Network.MODELS)
-    assert set(inference.CLASSICAL) == set(Classifier.REGISTRY)
-    assert set(inference.BENCHMARK_ONLY) == {
+    assert set(NETWORKS) == set(Network.MODELS)
+    assert set(CLASSICAL) == set(Classifier.REGISTRY)
+    assert set(BENCHMARK_ONLY) == {
         name for name, a in Classifier.REGISTRY.items() if "tuned" not in a.recipes
     }
-    assert set(inference.RECIPES["network"]) == set(dl_main.RECIPES)
-    assert set(inference.RECIPES["classical"]) == set(Classifier.RECIPES)
+    assert set(PREFERRED["network"]) == set(dl_main.RECIPES)
+    assert set(PREFERRED["classical"]) == set(Classifier.RECIPES)

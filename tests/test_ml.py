@@ -15,8 +15,9 @@ import dl_main
 import ml_main
 import predict
 import report
-from Classifier import build, deskew, members, pixel_moments, settings
-from dataset import load_split
+from Classifier import build, members, settings
+from mnistlab.features import deskew, pixel_moments
+from mnistlab.data import load_split
 
 TRAIN, TEST = 2000, 500
 # Accuracy on the first 500 test images after fitting the first 2000 training images (chance: 10%).
@@ -27,15 +28,17 @@ FLOORS = {
 }
 RECORD_KEYS = {"model", "name", "dataset", "accuracy", "split", "n_train", "n_eval", "seconds_fit", "seconds_predict",
                "config", "seed", "versions", "predictions", "labels", "classes", "per_class", "runs", "accuracy_std",
-               "seeds", "estimator"}  # fmt: skip
-INTELEX = Classifier.intelex_available()
+               "seeds", "estimator", "accuracy_mean", "history"}  # fmt: skip
 
 
 def run(capsys, data_dir, out, *args):
     """Run ml_main's CLI on the test data; return (exit code, stdout, stderr)."""
     argv = ["--data-dir", data_dir, "--results-dir", out / "results", "--plots-dir", out / "plots",
             "--checkpoint-dir", out / "ckpt", *args]  # fmt: skip
-    code = ml_main.main([str(a) for a in argv])
+    try:
+        code = ml_main.main([str(a) for a in argv])
+    except SystemExit as exc:  # argparse refusing a flag's value
+        code = exc.code
     captured = capsys.readouterr()
     return code, captured.out, captured.err
 
@@ -90,9 +93,7 @@ def test_each_model_beats_its_floor_and_follows_the_schema(all_runs, full_mnist,
     config = rec["config"]
     assert config["recipe"] == recipe and config["algo"] == model
     assert (config["train_size"], config["test_size"]) == (TRAIN, TEST)
-    assert config["engine"] == ("sklearn" if recipe == "paper" or not INTELEX else "sklearnex")
-    accelerated = recipe == "tuned" and model != "dt" and INTELEX  # scikit-learn-intelex has no decision tree
-    assert rec["estimator"].startswith("sklearnex." if accelerated else "sklearn.")
+    assert config["engine"] == "sklearn" and rec["estimator"].startswith("sklearn.")  # the default engine
     assert set(settings(model, recipe)) <= config.keys()  # every resolved hyperparameter is recorded
     assert rec["seconds_fit"] > 0 and rec["seconds_predict"] > 0
     assert rec["versions"]["scikit-learn"] and rec["accuracy_std"] is None
@@ -159,15 +160,15 @@ def test_record_is_self_contained(all_runs, full_mnist):
 
 
 def test_validation_run_never_touches_the_test_set(full_mnist, tmp_path, capsys, monkeypatch):
-    import dataset
+    from mnistlab import data
 
-    real = dataset.first
+    real = data.first
 
     def no_test(x, y, size, what):
         assert "test" not in what, "a validation run loaded the test split"
         return real(x, y, size, what)
 
-    monkeypatch.setattr(dataset, "first", no_test)
+    monkeypatch.setattr(data, "first", no_test)
     code, out, _ = run(capsys, full_mnist[0], tmp_path, "--algo", "knn", "--train-size", 1000, "--val-size", 500)
     assert code == 0 and "val accuracy" in out
     rec = load_record(tmp_path, "knn")
@@ -175,10 +176,26 @@ def test_validation_run_never_touches_the_test_set(full_mnist, tmp_path, capsys,
     assert (rec["n_train"], rec["n_eval"]) == (1000, 500) and rec["accuracy"] > 0.85
 
 
-def test_falls_back_to_scikit_learn_without_intelex(full_mnist, tmp_path, capsys, monkeypatch):
-    monkeypatch.setattr(Classifier, "intelex_available", lambda: False)
-    assert run(capsys, full_mnist[0], tmp_path, "--algo", "svm", "--train-size", 500, "--test-size", 100)[0] == 0
-    assert load_record(tmp_path, "svm")["config"]["engine"] == "sklearn"
+def test_sklearnex_engine_is_an_option_that_saves_no_model(full_mnist, tmp_path, capsys, monkeypatch):
+    import builtins
+
+    pytest.importorskip("sklearnex", reason="scikit-learn-intelex is not installed (it is x86-64 only)")
+    code, out, _ = run(capsys, full_mnist[0], tmp_path, "--algo", "svm", "--engine", "sklearnex", "--train-size", 500,
+                       "--test-size", 100)  # fmt: skip
+    rec = load_record(tmp_path, "svm")
+    assert code == 0 and rec["estimator"].startswith("sklearnex.") and "no .skops model is saved" in out
+    assert not list((tmp_path / "ckpt").rglob("*.skops"))
+    from sklearn import svm
+
+    assert svm.SVC.__module__.startswith("sklearn.")  # unpatched again afterwards
+    real_import = builtins.__import__
+
+    def no_intelex(name, *args, **kwargs):
+        if name.startswith("sklearnex"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_intelex)
     code, _, err = run(capsys, full_mnist[0], tmp_path / "x", "--algo", "svm", "--engine", "sklearnex")
     assert code == 1 and "scikit-learn-intelex is not installed" in err
 
@@ -195,13 +212,13 @@ def test_deskew_straightens_and_centres_digits(full_mnist):
 
 # ---------------------------------------------------------------- bad input
 BAD = [
-    (["--algo", "knn", "--k", "0"], "--k must be at least 1"),
-    (["--algo", "svm", "--C", "-1"], "--C must be greater than 0"),
-    (["--algo", "all", "--C", "0"], "--C must be greater than 0"),
-    (["--algo", "svm", "--gamma", "wide"], "--gamma must be scale, auto or a number"),
-    (["--algo", "knn", "--weights", "far"], "--weights must be one of uniform, distance"),
-    (["--algo", "dt", "--criterion", "best"], "--criterion must be one of"),
-    (["--algo", "rf", "--n-estimators", "0"], "--n-estimators must be at least 1"),
+    (["--algo", "knn", "--k", "0"], "argument --k: must be > 0"),
+    (["--algo", "svm", "--C", "-1"], "argument --C: must be > 0"),
+    (["--algo", "all", "--C", "0"], "argument --C: must be > 0"),
+    (["--algo", "svm", "--gamma", "wide"], "argument --gamma: must be > 0"),
+    (["--algo", "knn", "--weights", "far"], "argument --weights: invalid choice"),
+    (["--algo", "dt", "--criterion", "best"], "argument --criterion: invalid choice"),
+    (["--algo", "rf", "--n-estimators", "0"], "argument --n-estimators: must be > 0"),
     (["--algo", "knn", "--pca", "1000"], "exceeds the 784 pixels"),
     (["--algo", "pca-svm", "--pca", "0"], "pca-svm needs --pca N"),
     (["--algo", "knn", "--train-size", "70000"], "--train-size 70000: only 60000 training images are left"),
@@ -210,9 +227,9 @@ BAD = [
     (["--algo", "svm", "--train-size", "1"], "hold a single class"),
     (["--algo", "svm", "--threads", "4096"], "cores are usable here"),
     (["--algo", "knn", "--train-size", "5", "--pca", "0", "--k", "6"], "--k 6 exceeds the 5 training images"),
-    (["--algo", "svm", "--k", "0"], "--k must be at least 1"),
+    (["--algo", "svm", "--k", "0"], "argument --k: must be > 0"),
     (["--algo", "svm", "--k", "5"], "--k does not apply to svm; it is for knn"),
-    (["--algo", "knn", "--dtype", "float16"], "--dtype must be one of float32, float64"),
+    (["--algo", "knn", "--dtype", "float16"], "argument --dtype: invalid choice"),
 ]
 
 
@@ -231,8 +248,8 @@ def test_bad_input_fails_cleanly(full_mnist, tmp_path, capsys, monkeypatch, args
     fitted = []
     monkeypatch.setattr(Classifier, "build", lambda *a, **k: fitted.append(a))
     code, _, err = run(capsys, full_mnist[0], tmp_path, *args)
-    assert code == 1
-    assert len(err.strip().splitlines()) == 1 and message in err, err
+    assert code == (2 if "argument" in message else 1)  # argparse's own exit code for a bad flag value
+    assert err.strip().splitlines()[-1].endswith(message) or message in err.strip().splitlines()[-1], err
     assert not fitted  # rejected before any model was built or fitted
     assert not list(tmp_path.rglob("*.json"))
 
@@ -240,7 +257,7 @@ def test_bad_input_fails_cleanly(full_mnist, tmp_path, capsys, monkeypatch, args
 def test_hyperparameters_are_checked_before_the_data_is_loaded(full_mnist, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(ml_main, "load_splits", lambda *a, **k: pytest.fail("data loaded before validation"))
     code, _, err = run(capsys, full_mnist[0], tmp_path, "--algo", "all", "--k", "-3")
-    assert code == 1 and "--k must be at least 1" in err
+    assert code == 2 and "argument --k: must be > 0" in err
 
 
 @pytest.mark.parametrize(
@@ -294,7 +311,8 @@ def test_scores_and_confusion_agree_with_scikit_learn():
     import matplotlib.pyplot as plt
     from sklearn.metrics import classification_report, confusion_matrix
 
-    import utils
+    from mnistlab.plots import draw_confusion
+    from mnistlab.records import per_class_scores
 
     rng = np.random.default_rng(0)
     classes = [str(c) for c in range(6)]
@@ -302,17 +320,16 @@ def test_scores_and_confusion_agree_with_scikit_learn():
     y_pred = np.where(rng.random(300) < 0.7, y_true, rng.integers(0, 6, 300))
     y_pred[y_pred == 2] = 3  # class 2 never predicted
     expected = confusion_matrix(y_true, y_pred, labels=range(6))
-    assert np.array_equal(utils.confusion_counts(y_true, y_pred, 6), expected)
     report = classification_report(y_true, y_pred, labels=range(6), target_names=classes, output_dict=True,
                                    zero_division=0)  # fmt: skip
-    scores = utils.per_class_scores(y_true, y_pred, classes)
+    scores = per_class_scores(y_true, y_pred, classes)
     for name in classes:
         row = report[name]
         assert scores[name] == pytest.approx({"precision": row["precision"], "recall": row["recall"],
                                               "f1": row["f1-score"], "support": row["support"]})  # fmt: skip
     assert scores["2"]["precision"] == 0 and scores["5"]["support"] == 0
     fig, ax = plt.subplots()
-    utils.draw_confusion(ax, y_true, y_pred, classes, "t")
+    draw_confusion(ax, y_true, y_pred, classes, "t")
     cells = {(round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text()) for t in ax.texts}
     assert cells == {(i, j): expected[i, j] for i in range(6) for j in range(6)}
     assert [t.get_text() for t in ax.get_yticklabels()] == classes and ax.get_ylabel() == "True label"

@@ -14,10 +14,10 @@ from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
 import predict
-from dataset import REPO, load_split
-from inference import prepare, to_mnist
 from model_files import DIGITS, fit_pipeline, png_header, write_network
-from photos import write_photos
+from mnistlab.data import load_split
+from mnistlab.images import read_digit, to_mnist, write_photos
+from mnistlab.paths import REPO
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +30,7 @@ def reference_knn(full_mnist):
 @pytest.fixture(scope="module")
 def models(full_mnist, tmp_path_factory):
     """A checkpoint folder with two (untrained) networks and two classical models fitted on 3000 real digits."""
-    from inference import save_classical
+    from mnistlab.saved_models import save_classical
 
     root = tmp_path_factory.mktemp("checkpoints")
     write_network(root / "mnist" / "cnn-paper.pt")
@@ -60,7 +60,7 @@ def run(argv, capsys) -> tuple[int, list[str], list[str]]:
 
 def test_preprocessing_recovers_real_digits(full_mnist, reference_knn, tmp_path):
     x, y = load_split("test", data_dir=full_mnist[0], size=200)
-    inputs = np.stack([prepare(p) for p in write_photos(x, tmp_path)])
+    inputs = np.stack([read_digit(p) for p in write_photos(x, tmp_path)])
     assert inputs.shape == (200, 28, 28) and inputs.min() >= 0 and inputs.max() <= 1
     baseline = (reference_knn.predict(x.reshape(200, -1) / 255.0) == y).mean()
     recovered = (reference_knn.predict(inputs.reshape(200, -1)) == y).mean()
@@ -135,7 +135,7 @@ def test_checkpoint_and_recipe_pick_the_file(models, photos, tmp_path, capsys):
     code, out, err = run([path, "--model", "mlp", "--checkpoint-dir", models, "--save-inputs", tmp_path / "in"], capsys)
     assert code == 0 and len(out) == 1
     saved = np.asarray(Image.open(tmp_path / "in" / f"{path.stem}_28x28.png")) / 255.0
-    assert saved.shape == (28, 28) and np.abs(saved - prepare(path)).max() <= 0.5 / 255 + 1e-6
+    assert saved.shape == (28, 28) and np.abs(saved - read_digit(path)).max() <= 0.5 / 255 + 1e-6
 
 
 @pytest.mark.parametrize(

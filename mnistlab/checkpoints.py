@@ -12,9 +12,10 @@ from pathlib import Path
 
 import torch
 
+from mnistlab.devices import resolve_device
+from mnistlab.errors import ProjectError
+from mnistlab.files import atomic_path
 from Network import MAX_HIDDEN, MAX_WIDTH, STEMS, build_model
-from trainer import resolve_device
-from utils import ProjectError, atomic_path
 
 
 def rng_states() -> dict:
@@ -39,7 +40,8 @@ def non_finite(weights: dict) -> list[str]:
     return [k for k, v in weights.items() if torch.is_tensor(v) and v.is_floating_point() and not v.isfinite().all()]
 
 
-def save_checkpoint(path: Path, model, opt, sched, state: dict, config: dict) -> None:
+def save_checkpoint(path: Path, model, opt, sched, state: dict, config: dict, final: bool) -> None:
+    """``final``: training has ended (the file predict.py and the page may use), or this is progress to resume."""
     weights = model.state_dict()
     bad = non_finite(weights)
     if bad:
@@ -50,6 +52,7 @@ def save_checkpoint(path: Path, model, opt, sched, state: dict, config: dict) ->
         "optimizer": opt.state_dict() if opt else None,
         "scheduler": sched.state_dict() if sched else None,
         "config": config,
+        "final": final,
         "rng": rng_states(),
         **state,  # step, epoch, history, the partial log window, timings
     }
@@ -103,20 +106,42 @@ def load_weights(model, ckpt: dict, path: Path) -> None:
 
 
 def load_model(path, device: str = "cpu"):
-    """(model in eval mode on ``device``, its config) rebuilt from a dl_main.py checkpoint."""
+    """(model in eval mode on ``device``, its config) rebuilt from a finished dl_main.py checkpoint.
+
+    Validated by what it holds and computes, not only by its types: the config's sizes are checked, the saved
+    tensors' shapes are compared with the network's on torch's meta device (which allocates nothing) before
+    the real network is built, and its outputs must be finite on a probe input.
+    """
+    path = Path(path)
     ckpt = read_checkpoint(path)
     config = ckpt["config"]
+    if ckpt.get("final") is not True:
+        raise ProjectError(f"{path} is an unfinished run (stopped at step {ckpt.get('step')!r}); finish it with "
+                           "python dl_main.py --resume and the same flags, or train it anew")  # fmt: skip
     hidden, dropout, classes = config.get("hidden_size"), config.get("dropout"), config.get("classes")
-    width = config.get("width", 32)  # checkpoints from before --width have the published 32
-    stem = config.get("stem", "pool")  # and from before --stem the published pooled first block
+    width, stem = config.get("width"), config.get("stem")
     if not (isinstance(hidden, int) and 1 <= hidden <= MAX_HIDDEN and isinstance(dropout, (int, float))
             and 0 <= dropout < 1 and isinstance(classes, list) and 2 <= len(classes) <= 1000
             and isinstance(width, int) and 1 <= width <= MAX_WIDTH and stem in STEMS):  # fmt: skip
         raise ProjectError(f"{path}: its config does not describe a network of this repo (hidden_size {hidden!r}, "
                            f"width {width!r}, stem {stem!r}, dropout {dropout!r}); it is refused")  # fmt: skip
     try:
-        model = build_model(config["model"], hidden, dropout, len(classes), width, stem)
+        with torch.device("meta"):
+            expected = build_model(config["model"], hidden, dropout, len(classes), width, stem).state_dict()
     except (KeyError, TypeError, ValueError) as exc:
         raise ProjectError(f"{path}: its config does not describe a known network ({exc})") from None
-    load_weights(model, ckpt, Path(path))
-    return model.to(resolve_device(device)).eval(), config
+    saved = ckpt["model"]
+    wrong = [k for k, v in expected.items() if k not in saved or not torch.is_tensor(saved[k]) or saved[k].shape != v.shape]
+    if wrong or set(saved) != set(expected):
+        what = wrong[0] if wrong else "its set of tensors"
+        raise ProjectError(f"{path}: its weights do not fit the network its config describes ({what}); it is refused")
+    model = build_model(config["model"], hidden, dropout, len(classes), width, stem)
+    load_weights(model, ckpt, path)
+    model = model.to(resolve_device(device)).eval()
+    probe = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(next(model.parameters()).device)
+    with torch.inference_mode():
+        finite = bool(model(probe).float().isfinite().all())
+    if not finite:
+        raise ProjectError(f"{path}: the network computes non-finite scores (a broken batch norm or weights); "
+                           "it is refused: retrain that run")  # fmt: skip
+    return model, config

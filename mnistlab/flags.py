@@ -1,8 +1,7 @@
-"""The one vocabulary of every script: the shared flags, their defaults, and where a run's files go.
+"""The one vocabulary of every script: argparse types and the shared flags, each defined once.
 
 Every main adds its flags from here, so ``--val-size`` or ``--threads`` mean the same thing in ml_main.py,
-dl_main.py, experiment.py, predict.py and demo.py. Output folders default to the repo's own folders (not the
-working folder), so every script works from anywhere; each run writes under ``<folder>/<dataset>/<run name>``.
+dl_main.py, experiment.py, predict.py and demo.py.
 """
 
 from __future__ import annotations
@@ -11,14 +10,45 @@ import argparse
 import re
 from pathlib import Path
 
-from dataset import BUNDLED, REPO
-from utils import ProjectError, non_negative, positive, usable_cores
+from mnistlab.errors import ProjectError
+from mnistlab.machine import usable_cores
+from mnistlab.paths import BUNDLED, CHECKPOINTS, PLOTS, RESULTS
+from mnistlab.recipes import CLASSICAL, NETWORKS, PREFERRED
 
-RESULTS, PLOTS, CHECKPOINTS = REPO / "results", REPO / "plots", REPO / "checkpoints"
-DEVICES = ("auto", "cpu", "cuda", "mps")
-# Flags that say where or how to run, not what is trained: they never change a run's name (or its results).
-RUNTIME = {"device", "threads", "data_dir", "results_dir", "plots_dir", "checkpoint_dir", "resume", "stop_after",
-           "log_every", "eval_every", "engine", "algo", "model", "recipe", "dataset"}  # fmt: skip
+def _bounded(kind, holds, bound: str):
+    def check(text: str):
+        value = kind(text)
+        if not holds(value):  # a comparison with nan is False: nan is rejected too
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+        return value
+
+    return check
+
+
+def positive(kind):
+    """An argparse type: ``kind(text)`` that must be > 0."""
+    return _bounded(kind, lambda v: v > 0, "> 0")
+
+
+def non_negative(kind):
+    """An argparse type: ``kind(text)`` that must be >= 0."""
+    return _bounded(kind, lambda v: v >= 0, ">= 0")
+
+
+def seed_type(text: str) -> int:
+    """An argparse type for --seed: numpy's and torch's generators both take 0 to 2**32 - 1."""
+    value = int(text)
+    if not 0 <= value <= MAX_SEED:
+        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {text}")
+    return value
+
+
+MAX_SEED = 2**32 - 1
+
+
+def in_range(kind, low, high):
+    """An argparse type: ``kind(text)`` from ``low`` to ``high``."""
+    return _bounded(kind, lambda v: low <= v <= high, f"from {low} to {high}")
 
 
 def slug(text: str) -> str:
@@ -31,6 +61,9 @@ def dataset_type(name: str) -> str:
     if name != slug(name):
         raise argparse.ArgumentTypeError(f"{name!r}: use lower-case letters, digits and dashes (e.g. {slug(name)})")
     return name
+
+
+DEVICES = ("auto", "cpu", "cuda", "mps")
 
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
@@ -47,8 +80,8 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
 
 def add_run_flags(p: argparse.ArgumentParser, checkpoints: bool = True) -> None:
     g = p.add_argument_group("run")
-    g.add_argument("--seed", type=non_negative(int), default=0, help="random seed (default: 0)")
-    g.add_argument("--seeds", type=positive(int), default=1, help="run seeds seed..seed+N-1; report mean ± std")
+    g.add_argument("--seed", type=seed_type, default=0, help=f"random seed, 0 to {MAX_SEED} (default: 0)")
+    g.add_argument("--seeds", type=in_range(int, 1, 1000), default=1, help="run seeds seed..seed+N-1; report mean ± std")
     g.add_argument("--threads", type=non_negative(int), default=0,
                    help=f"CPU threads (default 0: every usable core, {usable_cores()} here)")  # fmt: skip
     add_output_flags(g, checkpoints)
@@ -71,34 +104,34 @@ def check_common(config: dict) -> None:
     if config.get("threads", 0) > usable_cores():
         raise ProjectError(f"--threads {config['threads']}: only {usable_cores()} cores are usable here; "
                            "choose fewer (0: all of them)")  # fmt: skip
+    if config.get("seed", 0) + config.get("seeds", 1) - 1 > MAX_SEED:
+        raise ProjectError(f"--seed {config['seed']} with --seeds {config['seeds']} runs past the largest seed "
+                           f"{MAX_SEED}; choose a smaller --seed")  # fmt: skip
     if config.get("val_size") and config.get("test_size"):
         raise ProjectError("--test-size does nothing with --val-size (a validation run never touches the test set)")
-
-
-def run_name(config: dict, explicit: dict) -> str:
-    """<model>-<recipe>, then every setting given explicitly (e.g. cnn-paper-epochs2-train_size2000), so that runs
-    of different settings never overwrite each other's records, checkpoints or figures; '-val' for tuning runs."""
-    parts = [config["model"], config["recipe"]]
-    for key in sorted(set(explicit) - RUNTIME - {"val_size"}):
-        value = str(explicit[key]).replace("/", "_").replace(" ", "")
-        parts.append(f"{key}{value}")
-    return "-".join(parts) + ("-val" if config.get("val_size") else "")
-
-
-def run_paths(config: dict) -> dict:
-    """Every file a run writes, from its config (dataset, name and the output folders)."""
-    dataset, name = config["dataset"], config["name"]
-    out = {
-        "record": Path(config["results_dir"]) / dataset / f"{name}.json",
-        "confusion": Path(config["plots_dir"]) / dataset / f"confusion_{name}.png",
-        "curves": Path(config["plots_dir"]) / dataset / f"curves_{name}.png",
-    }
-    if config.get("checkpoint_dir"):
-        out["checkpoint"] = Path(config["checkpoint_dir"]) / dataset / name
-    return out
 
 
 def explicit_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) -> dict:
     """The flags given on the command line, with their values: those whose value differs from the default
     or that were given at all where the default is None (recipe settings default to None for this reason)."""
     return {k: v for k, v in vars(args).items() if v is not None and v != parser.get_default(k)}
+
+
+# ---------------------------------------------------------------- model-choosing flags (predict, handwriting, demo)
+def add_model_flags(p) -> None:
+    """--checkpoint FILE, --model M [--recipe R], or --all; with --checkpoint-dir, --dataset and --device."""
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--checkpoint", type=Path, help="a saved model file (.pt network or .skops classical model)")
+    which.add_argument("--model", choices=NETWORKS + CLASSICAL, help="which model (default: cnn)")
+    which.add_argument("--all", action="store_true", help="every trained model, side by side")
+    p.add_argument("--recipe", help=f"the model's recipe (networks: {', '.join(PREFERRED['network'])}; classical: "
+                   f"{', '.join(PREFERRED['classical'])}); default: the first of those that is trained")  # fmt: skip
+    p.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINTS,
+                   help="where the models are (default: checkpoints/ beside this script)")  # fmt: skip
+    p.add_argument("--dataset", type=dataset_type, default="mnist", help="which dataset's models (default: mnist)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="for networks (default: auto)")
+
+
+def check_model_flags(p, args) -> None:
+    if args.recipe and (args.checkpoint or args.all):
+        p.error("--recipe picks the file of one --model; it does not apply to --checkpoint or --all")

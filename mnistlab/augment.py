@@ -29,7 +29,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from dataset import INK_THRESHOLD
+from mnistlab.datasets import INK_THRESHOLD
 
 KINDS = ("flip", "shear", "elastic", "width", "blocky", "blur", "gamma", "refit")
 # How often each kind is applied (fraction of the batch): the rest stays as MNIST drew it, which keeps the

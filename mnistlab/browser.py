@@ -14,7 +14,8 @@ import threading
 import time
 from pathlib import Path
 
-from utils import ProjectError, atomic_path
+from mnistlab.errors import ProjectError
+from mnistlab.files import atomic_path
 
 # Each digit as strokes of (x, y) points in the unit square of the pad, drawn the way a hand would.
 _OVAL = [(0.5 + 0.24 * math.sin(t / 12 * math.pi), 0.5 - 0.33 * math.cos(t / 12 * math.pi)) for t in range(26)]

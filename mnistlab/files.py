@@ -1,0 +1,135 @@
+"""Reading and writing files safely: atomic writes, writable output folders, JSON records."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from mnistlab.errors import ProjectError
+
+def temp_name(path: Path) -> str:
+    """A hidden temporary name beside ``path`` that carries this process's id, so a later run can tell a file
+    left by a killed run (its process is gone) from one that a running process is still writing."""
+    return f".{path.name}.{os.getpid()}.{os.urandom(3).hex()}.tmp{path.suffix}"
+
+
+TEMP_PATTERN = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{6}\.tmp")
+
+
+def remove_stale_temps(*folders: Path) -> None:
+    """Delete temporary files that killed runs left in ``folders`` (their process no longer exists)."""
+    for folder in map(Path, folders):
+        for path in folder.glob(".*.tmp*") if folder.is_dir() else ():
+            match = TEMP_PATTERN.match(path.name)
+            if match and not process_alive(int(match.group(1))):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+
+
+def process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else (or we cannot tell): leave its file alone
+    return True
+
+
+def write_error(path: Path, exc: OSError) -> ProjectError:
+    """One line for a failed write, naming the file and the cause."""
+    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
+              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
+              errno.EPERM: "permission denied"}  # fmt: skip
+    cause = causes.get(exc.errno, exc.strerror or str(exc))
+    return ProjectError(f"cannot write {path}: {cause}; free some space or choose another output folder")
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike):
+    """The one way files are written: yield a temporary path beside ``path``; on success flush it to disk and
+    rename it over ``path``; on any failure remove it.
+
+    A run that is interrupted (exception, Ctrl-C, a full disk) leaves nothing under the final name, so a later
+    run can never mistake a half-written file for a good one; an ``OSError`` becomes one line naming the file.
+    """
+    path = Path(path)
+    tmp = path.parent / temp_name(path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~umask))
+        yield tmp
+        fd = os.open(tmp, os.O_RDONLY)
+        try:
+            os.fsync(fd)  # the data is on disk before the name points at it
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+    except OSError as exc:
+        raise write_error(path, exc) from None
+    except RuntimeError as exc:  # torch.save reports a failed write as RuntimeError ("enforce fail ...")
+        if "enforce fail" not in str(exc):
+            raise
+        raise write_error(path, OSError(errno.EIO, "the write failed (disk full?)")) from None
+    finally:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+
+
+MIN_FREE_MB = 50  # room that a run needs for its records, figures and checkpoints
+
+
+def check_output_dirs(folders: dict) -> None:
+    """Fail before any work, not after minutes of training, when an output folder cannot be written.
+
+    ``folders`` maps the flag that chooses a folder to the folder. Each is created, written to, checked for
+    free space, and cleaned of the temporary files a killed run left there.
+    """
+    for flag, folder in folders.items():
+        folder = Path(folder)
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=folder) as f:
+                f.write(b"x")
+                f.flush()
+            free_mb = shutil.disk_usage(folder).free / 2**20
+        except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
+            reason = getattr(exc, "strerror", None) or str(exc)
+            raise ProjectError(f"cannot write to {folder}/: {reason}; choose a writable folder with {flag}") from None
+        if free_mb < MIN_FREE_MB:
+            raise ProjectError(f"only {free_mb:.0f} MB free in {folder}/; free some space or choose another {flag}")
+        remove_stale_temps(folder)
+
+
+def write_json(path, obj) -> None:
+    with atomic_path(path) as tmp, open(tmp, "w") as f:
+        json.dump(obj, f, indent=2, default=_jsonable)
+        f.write("\n")
+
+
+def read_json(path):
+    try:
+        with open(path) as f:
+            return json.load(f)
+    except FileNotFoundError:
+        raise ProjectError(f"{path} not found") from None
+    except (OSError, ValueError) as exc:
+        raise ProjectError(f"{path} is unreadable or not valid JSON ({exc}); delete it and rerun") from None
+
+
+def _jsonable(obj):
+    if hasattr(obj, "item"):  # numpy and torch scalars
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if isinstance(obj, Path):
+        return str(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")

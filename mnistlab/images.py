@@ -1,0 +1,146 @@
+"""Users' images in, MNIST-like 28x28 inputs out; and MNIST digits written out as ordinary photos (tests, benchmarks).
+
+Any file Pillow opens, or its bytes, becomes grey levels in [0, 1] (16-bit, 32-bit and float images scaled by
+their range, never clipped; transparent parts as white paper; EXIF orientation applied), then an MNIST-like
+28x28 input. Every bad input, from a text file to a decompression bomb, is a one-line ProjectError that starts
+with the file's name.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+from scipy import ndimage
+
+from mnistlab.datasets import INK_THRESHOLD, SIDE
+from mnistlab.errors import ProjectError
+
+MAX_SIDE = 20_000  # pixels; a 200-megapixel camera sensor is 16320 wide. Pillow's pixel-count guard applies too.
+
+
+def source_name(source, name: str | None = None) -> str:
+    return name or ("image" if isinstance(source, bytes | bytearray) else str(source))
+
+
+def read_grey(source, name: str | None = None) -> np.ndarray:
+    """A path's or raw bytes' image as float32 grey levels in [0, 1] (transparent parts as white paper)."""
+    name = source_name(source, name)
+    if isinstance(source, bytes | bytearray) and not source:
+        raise ProjectError(f"{name}: empty file, not an image")
+    opened = io.BytesIO(source) if isinstance(source, bytes | bytearray) else Path(source)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit at all: refused
+            with Image.open(opened) as img:
+                if max(img.size) > MAX_SIDE:
+                    raise ProjectError(f"{name}: image is {img.width}x{img.height} pixels, over the "
+                                       f"{MAX_SIDE}-pixel side limit; scale it down")  # fmt: skip
+                return grey_levels(ImageOps.exif_transpose(img))
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ProjectError(too_large(name, exc)) from None
+    except FileNotFoundError:
+        raise ProjectError(f"{name}: no such file") from None
+    except UnidentifiedImageError:
+        what = "not an image Pillow can read"
+        if isinstance(opened, Path) and not opened.is_file():
+            what = "not a regular file"  # a device or a pipe (/dev/zero would never end)
+        elif isinstance(opened, Path) and opened.stat().st_size == 0:
+            what = "empty file"
+        raise ProjectError(f"{name}: {what}; use PNG or JPEG") from None
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow's ways of saying truncated or damaged
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "damaged or truncated image"
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
+        raise ProjectError(f"{name}: cannot be read: {reason} ({detail})") from None
+
+
+def too_large(name: str, exc: Exception) -> str:
+    """Pillow's decompression-bomb refusal, in one line with the sizes."""
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found[1]) / 1e6:,.0f} million pixels" if found else "too many pixels"
+    return (f"{name}: image has {size}, over the {limit / 1e6:.0f} million-pixel limit that guards against "
+            f"decompression bombs; scale it down")  # fmt: skip
+
+
+def grey_levels(img: Image.Image) -> np.ndarray:
+    """float32 grey in [0, 1] for any mode: 16-bit by 65535, 32-bit int and float by their own range."""
+    if img.mode.startswith("I;16"):
+        return np.asarray(img).astype(np.float32) / 65535
+    if img.mode in ("I", "F"):
+        values = np.nan_to_num(np.asarray(img, dtype=np.float64), posinf=0, neginf=0)
+        low, high = values.min(), values.max()
+        span = high - low if high > low else 1.0  # a flat image stays flat (and is then blank)
+        return ((values - low) / span).astype(np.float32)
+    if "A" in img.mode or "a" in img.mode or "transparency" in img.info:
+        paper = Image.new("RGBA", img.size, "white")
+        img = Image.alpha_composite(paper, img.convert("RGBA"))
+    if img.mode not in ("1", "L"):
+        img = img.convert("RGB")  # CMYK, YCbCr, P, ... through RGB to Pillow's luma
+    return np.asarray(img.convert("L"), dtype=np.float32) / 255
+
+
+def to_mnist(grey: np.ndarray) -> np.ndarray:
+    """Turn a grey image into a 28x28 float array in [0, 1] laid out like an MNIST digit.
+
+    Light ink on a dark background (dark-on-light paper is inverted), cropped to the ink, scaled to fit
+    20x20 keeping its aspect ratio, and placed with its centre of mass in the middle: how MNIST was made.
+    """
+    border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
+    if np.median(border) > 0.5:  # dark ink on light paper: MNIST is light on dark
+        grey, border = 1.0 - grey, 1.0 - border
+    ink = np.clip(grey - np.median(border), 0.0, None)  # remove the paper's grey level
+    if ink.max() < 0.05:
+        raise ValueError("no ink found: the image is blank or has no contrast")
+    ink /= ink.max()
+    rows, cols = np.nonzero(ink > INK_THRESHOLD)
+    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+
+    scale = 20.0 / max(crop.shape)
+    size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))
+    small = Image.fromarray((crop * 255).astype(np.uint8)).resize(size, Image.Resampling.LANCZOS)
+    small = np.asarray(small, dtype=np.float32) / 255.0
+
+    canvas = np.zeros((SIDE, SIDE), dtype=np.float32)
+    top, left = (SIDE - small.shape[0]) // 2, (SIDE - small.shape[1]) // 2
+    canvas[top : top + small.shape[0], left : left + small.shape[1]] = small
+    cy, cx = ndimage.center_of_mass(canvas)
+    shifted = ndimage.shift(canvas, (round(SIDE / 2 - cy), round(SIDE / 2 - cx)), order=0, mode="constant")
+    return np.clip(shifted, 0.0, 1.0)
+
+
+def read_digit(source, name: str | None = None) -> np.ndarray:
+    """A path's or bytes' image as a (28, 28) float32 model input; ProjectError naming it if it cannot be."""
+    name = source_name(source, name)
+    grey = read_grey(source, name)
+    try:
+        return to_mnist(grey)
+    except ValueError as exc:
+        raise ProjectError(f"{name}: {exc}") from None
+
+
+def write_as_photo(digit: np.ndarray, path: Path, rng: np.random.Generator, colour: bool = False) -> None:
+    """Save an MNIST digit as an ordinary image file: enlarged, dark on light, shifted on a bigger page."""
+    side = int(rng.integers(60, 240))
+    ink = Image.fromarray(255 - digit).resize((side, side), Image.Resampling.BILINEAR)
+    page = Image.new("L", (side + int(rng.integers(0, 150)), side + int(rng.integers(0, 150))), 235)
+    offset = (int(rng.integers(0, page.width - side + 1)), int(rng.integers(0, page.height - side + 1)))
+    page.paste(ink.point(lambda v: min(v, 235)), offset)
+    if colour:
+        page = Image.merge("RGB", (page, page.point(lambda v: v * 0.95), page.point(lambda v: v * 0.8)))
+    page.save(path, quality=92) if path.suffix == ".jpg" else page.save(path)
+
+
+def write_photos(x: np.ndarray, folder: Path, seed: int = 0) -> list[Path]:
+    """Every digit of ``x`` (uint8, (N, 28, 28)) as digit<i>.png or .jpg in ``folder``."""
+    rng = np.random.default_rng(seed)
+    paths = []
+    for i, digit in enumerate(x):
+        path = folder / f"digit{i:03d}.{'jpg' if i % 2 else 'png'}"
+        write_as_photo(digit, path, rng, colour=i % 3 == 0)
+        paths.append(path)
+    return paths

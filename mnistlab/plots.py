@@ -1,0 +1,82 @@
+"""Figures: matplotlib on the file-only Agg backend, saved atomically; confusion matrices and training curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnistlab.files import atomic_path
+
+def pyplot():
+    """matplotlib.pyplot on the file-only Agg backend: figures are saved, never shown.
+
+    matplotlib and scikit-learn are imported inside the helpers that draw or score (here and below), not at
+    the top: every script imports this module, and those two take about a second that --help, a bad flag
+    or a refused input should not wait for.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def savefig(fig, path) -> None:
+    """Save a matplotlib figure atomically and close it."""
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=fig.dpi, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_confusion(y_true, y_pred, classes, path, title: str) -> None:
+    """Confusion-matrix PNG, as in scikit-learn's examples."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(7, 6))
+    draw_confusion(ax, y_true, y_pred, classes, title)
+    savefig(fig, path)
+
+
+def names_are_words(classes) -> bool:
+    """Whether class names are words (Fashion-MNIST's "T-shirt/top"), not digits: figures then lay them out
+    with more room (turned tick labels, titles on two lines)."""
+    return max(len(str(c)) for c in classes) > 2
+
+
+def draw_confusion(ax, y_true, y_pred, classes, title: str, fontsize: float | None = None) -> None:
+    """One confusion matrix on ``ax`` (scikit-learn's ConfusionMatrixDisplay), its axes labelled with the class
+    names (turned when they are words)."""
+    from sklearn.metrics import ConfusionMatrixDisplay  # here: 0.8 s of imports a --help need not pay
+
+    display = ConfusionMatrixDisplay.from_predictions(
+        y_true, y_pred, labels=range(len(classes)), display_labels=classes, ax=ax, colorbar=False,
+        text_kw={"fontsize": fontsize}, xticks_rotation=45 if names_are_words(classes) else "horizontal",
+    )  # fmt: skip
+    display.ax_.set_title(title)
+
+
+def plot_curves(history: dict, path: Path, title: str) -> None:
+    """Loss and accuracy against the step: train points as a line, test (and validation) points as markers."""
+    plt = pyplot()
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for split, style in (("train", {"lw": 0.8, "alpha": 0.7}), ("test", {"marker": "o"}), ("val", {"marker": "s"})):
+        pts = history.get(split) or []
+        if not pts:
+            continue
+        steps = [p["step"] for p in pts]
+        axes[0].plot(steps, [p["loss"] for p in pts], label=split, **style)
+        axes[1].plot(steps, [100 * p["accuracy"] for p in pts], label=split, **style)
+    for ax, name in zip(axes, ("cross-entropy loss", "accuracy (%)"), strict=True):
+        ax.set_xlabel("step (batches)")
+        ax.set_ylabel(name)
+        ax.grid(alpha=0.3)
+        if ax.lines:  # a run stopped before its first log point has none
+            ax.legend()
+    axes[0].set_yscale("log")
+    # Zoom on where the evaluated accuracy lies; the first train points, far lower, run in from below.
+    evaluated = [100 * p["accuracy"] for split in ("test", "val") for p in history.get(split) or []]
+    if evaluated:
+        axes[1].set_ylim(max(0.0, min(evaluated) - 3), 100.2)
+    fig.suptitle(title)
+    savefig(fig, path)

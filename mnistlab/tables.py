@@ -1,0 +1,20 @@
+"""Markdown tables and the README's generated sections."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from mnistlab.errors import ProjectError
+from mnistlab.files import atomic_path
+
+def replace_section(path: Path, marker: str, body: str) -> None:
+    """Replace what lies between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` in a text file (the README's
+    generated tables), atomically; one line naming the markers when they are missing."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    text = Path(path).read_text()
+    if start not in text or end not in text:
+        raise ProjectError(f"{path} has no '{start}' ... '{end}' section to fill in")
+    head, rest = text.split(start, 1)
+    tail = rest.split(end, 1)[1]
+    with atomic_path(path) as tmp:
+        tmp.write_text(f"{head}{start}\n{body}{end}{tail}")
