@@ -39,8 +39,12 @@ def make_knn(s: dict, seed: int, threads: int):
 
 
 def make_dt(s: dict, seed: int, threads: int):
-    return tree.DecisionTreeClassifier(criterion=s["criterion"], max_depth=s["max_depth"] or None,
-                                       min_samples_leaf=s["min_samples_leaf"], random_state=seed)  # fmt: skip
+    return tree.DecisionTreeClassifier(
+        criterion=s["criterion"],
+        max_depth=s["max_depth"] or None,
+        min_samples_leaf=s["min_samples_leaf"],
+        random_state=seed,
+    )
 
 
 def make_svm(s: dict, seed: int, threads: int):  # libsvm itself is single-threaded
@@ -49,29 +53,40 @@ def make_svm(s: dict, seed: int, threads: int):  # libsvm itself is single-threa
 
 def make_logreg(s: dict, seed: int, threads: int):
     if s["penalty"] == "l1":  # scikit-learn 0.19's default solver: liblinear, one binary model per class
-        binary = linear_model.LogisticRegression(C=s["C"], l1_ratio=1.0, solver="liblinear", max_iter=s["max_iter"],
-                                                 tol=s["tol"], random_state=seed)  # fmt: skip
+        binary = linear_model.LogisticRegression(
+            C=s["C"], l1_ratio=1.0, solver="liblinear", max_iter=s["max_iter"], tol=s["tol"], random_state=seed
+        )
         return multiclass.OneVsRestClassifier(binary, n_jobs=threads)
     return linear_model.LogisticRegression(C=s["C"], max_iter=s["max_iter"], tol=s["tol"], random_state=seed)
 
 
 def make_rf(s: dict, seed: int, threads: int):
-    return ensemble.RandomForestClassifier(n_estimators=s["n_estimators"], criterion=s["criterion"],
-                                           max_depth=s["max_depth"] or None, min_samples_leaf=s["min_samples_leaf"],
-                                           n_jobs=threads, random_state=seed)  # fmt: skip
+    return ensemble.RandomForestClassifier(
+        n_estimators=s["n_estimators"],
+        criterion=s["criterion"],
+        max_depth=s["max_depth"] or None,
+        min_samples_leaf=s["min_samples_leaf"],
+        n_jobs=threads,
+        random_state=seed,
+    )
 
 
 def make_gb(s: dict, seed: int, threads: int):
     # The histogram version of gradient boosting (pixel values binned to 255 levels: uint8 has 256), 31 leaves
     # per tree, no early stopping: exact boosting of the benchmark's 1000 depth-10 trees takes hours on 2 cores.
-    return ensemble.HistGradientBoostingClassifier(max_iter=s["n_estimators"], max_depth=s["max_depth"] or None,
-                                                   learning_rate=s["lr"], early_stopping=False,
-                                                   random_state=seed)  # fmt: skip
+    return ensemble.HistGradientBoostingClassifier(
+        max_iter=s["n_estimators"],
+        max_depth=s["max_depth"] or None,
+        learning_rate=s["lr"],
+        early_stopping=False,
+        random_state=seed,
+    )
 
 
 def make_sk_mlp(s: dict, seed: int, threads: int):
-    return neural_network.MLPClassifier(hidden_layer_sizes=(s["hidden_size"],), activation="relu",
-                                        max_iter=s["max_iter"], random_state=seed)  # fmt: skip
+    return neural_network.MLPClassifier(
+        hidden_layer_sizes=(s["hidden_size"],), activation="relu", max_iter=s["max_iter"], random_state=seed
+    )
 
 
 def build(algo: str, s: dict, seed: int = 0, threads: int = 1) -> Pipeline:

@@ -50,8 +50,14 @@ class CNN(nn.Module):
     width 16 on the CPU, for the fast recipe. Both give (N, width, 14, 14), so the rest is the same.
     """
 
-    def __init__(self, hidden_size: int = 196, dropout: float = 0.5, n_classes: int = N_CLASSES, width: int = 32,
-                 stem: str = "pool"):  # fmt: skip
+    def __init__(
+        self,
+        hidden_size: int = 196,
+        dropout: float = 0.5,
+        n_classes: int = N_CLASSES,
+        width: int = 32,
+        stem: str = "pool",
+    ):
         super().__init__()
         if stem not in STEMS:
             raise ValueError(f"unknown stem {stem!r}; choose from {', '.join(STEMS)}")
@@ -80,8 +86,14 @@ MODELS = {"mlp": MLP, "cnn": CNN}
 MAX_HIDDEN, MAX_WIDTH = 65536, 1024  # larger layers are a typo or a hostile file, not a network of this repo
 
 
-def build_model(name: str, hidden_size: int = 196, dropout: float = 0.5, n_classes: int = N_CLASSES,
-                width: int = 32, stem: str = "pool") -> nn.Module:  # fmt: skip
+def build_model(
+    name: str,
+    hidden_size: int = 196,
+    dropout: float = 0.5,
+    n_classes: int = N_CLASSES,
+    width: int = 32,
+    stem: str = "pool",
+) -> nn.Module:
     if name not in MODELS:
         raise ValueError(f"unknown model {name!r}; choose from {', '.join(MODELS)}")
     shape = {"width": width, "stem": stem} if name == "cnn" else {}  # the MLP has no convolutions

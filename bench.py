@@ -19,12 +19,12 @@ import importlib
 import sys
 import time
 from pathlib import Path
+
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import atomic_path, write_json
 from mnistlab.machine import versions
 from mnistlab.paths import BUNDLED, REPO, RESULTS
 from mnistlab.tables import replace_section
-
 
 SUITES = ("data", "ml", "dl", "predict")  # the default: every suite that runs on the CPU
 ALL_SUITES = (*SUITES, "gpu")
@@ -60,21 +60,36 @@ def add_speedups(rows: list[dict]) -> None:
 
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--suite", nargs="+", choices=ALL_SUITES, default=list(SUITES),
-                   help=f"suites to run (default: {' '.join(SUITES)}; gpu only when named)")  # fmt: skip
-    p.add_argument("--results-dir", type=Path, default=RESULTS,
-                   help="where bench.json/.md and bench-gpu.json/.md go (default: the repo's results/)")  # fmt: skip
+    p.add_argument(
+        "--suite",
+        nargs="+",
+        choices=ALL_SUITES,
+        default=list(SUITES),
+        help=f"suites to run (default: {' '.join(SUITES)}; gpu only when named)",
+    )
+    p.add_argument(
+        "--results-dir",
+        type=Path,
+        default=RESULTS,
+        help="where bench.json/.md and bench-gpu.json/.md go (default: the repo's results/)",
+    )
     p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: the repo's data/)")
-    p.add_argument("--device", choices=("cuda", "cpu", "mps", "auto"),
-                   help="device of the gpu suite (default: cuda; cpu runs the same checks on the CPU)")  # fmt: skip
+    p.add_argument(
+        "--device",
+        choices=("cuda", "cpu", "mps", "auto"),
+        help="device of the gpu suite (default: cuda; cpu runs the same checks on the CPU)",
+    )
     p.add_argument(
         "--update-readme",
         action="store_true",
         help="write the dl suite's table into README.md (between its bench:dl markers); needs --suite dl",
     )
-    p.add_argument("--quick", action="store_true",
-                   help="small slices, to test a suite itself in seconds (gpu: 2000 train, 500 test images, 1 epoch, 2 seeds, no process "
-                        "timings: to test the check itself in seconds; its goals are then not judged")  # fmt: skip
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="small slices, to test a suite itself in seconds (gpu: 2000 train, 500 test images, 1 epoch, 2 seeds, "
+        "no process timings); its goals are then not judged",
+    )
     return p.parse_args(argv)
 
 
@@ -115,7 +130,9 @@ def run_suites(suites: list[str], args) -> None:
         tmp.write_text(table + "\n")
     if args.update_readme:
         dl_rows = [r for r in rows if r["suite"] == "dl"]
-        replace_section(REPO / "README.md", "bench:dl", importlib.import_module("benchmarks.dl").readme(dl_rows, env))
+        replace_section(
+            REPO / "docs" / "speed.md", "bench:dl", importlib.import_module("benchmarks.dl").readme(dl_rows, env)
+        )
         print("README.md: speed table updated")
 
 

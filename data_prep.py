@@ -28,9 +28,16 @@ from mnistlab.paths import BUNDLED, PLOTS
 from mnistlab.plots import pyplot, savefig
 
 
-def prepare(dataset: str = "mnist", source: Path | None = None, data_dir: Path = BUNDLED, plots_dir: Path = PLOTS,
-            use_download: bool = False, force: bool = False, write_json_files: bool = True,
-            quiet: bool = False) -> dict:  # fmt: skip
+def prepare(
+    dataset: str = "mnist",
+    source: Path | None = None,
+    data_dir: Path = BUNDLED,
+    plots_dir: Path = PLOTS,
+    use_download: bool = False,
+    force: bool = False,
+    write_json_files: bool = True,
+    quiet: bool = False,
+) -> dict:
     """Build (or reuse) the verified outputs for one dataset and draw its samples; return its manifest."""
     samples = Path(plots_dir) / dataset / "samples.png"
     manifest = build_cache(dataset, source, data_dir, use_download, force, write_json_files, quiet)
@@ -72,8 +79,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--source", type=Path, help="folder holding the four IDX files of an MNIST-format dataset")
     p.add_argument("--download", action="store_true", help="download through torchvision instead of the bundled copy")
     p.add_argument("--data-dir", type=Path, default=BUNDLED, help="where outputs are written (default: data/)")
-    p.add_argument("--plots-dir", type=Path, default=PLOTS,
-                   help="samples.png goes to <plots-dir>/<dataset>/ (default: plots/)")  # fmt: skip
+    p.add_argument(
+        "--plots-dir", type=Path, default=PLOTS, help="samples.png goes to <plots-dir>/<dataset>/ (default: plots/)"
+    )
     p.add_argument("--force", action="store_true", help="rebuild even when verified outputs exist")
     p.add_argument("--no-json", action="store_true", help="skip the JSON files (the cache alone feeds the trainers)")
     p.add_argument("--quiet", action="store_true", help="print nothing but errors")
@@ -83,8 +91,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def _main(argv=None) -> int:
     args = parse_args(argv)
     dataset = dataset_name(args.dataset, args.source)
-    prepare(dataset, args.source, args.data_dir, args.plots_dir, args.download, args.force, not args.no_json,
-            args.quiet)  # fmt: skip
+    prepare(
+        dataset, args.source, args.data_dir, args.plots_dir, args.download, args.force, not args.no_json, args.quiet
+    )
     return 0
 
 

@@ -29,12 +29,12 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 import numpy as np
+
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.flags import DEVICES, dataset_type, positive
 from mnistlab.images import read_digit
 from mnistlab.paths import CHECKPOINTS, REPO
 from mnistlab.saved_models import classify_all, find_models
-
 
 STATIC = REPO / "static"
 CONTENT_TYPES = {

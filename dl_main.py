@@ -51,8 +51,14 @@ from Network import MAX_HIDDEN, MAX_WIDTH, STEMS, build_model, has_conv
 # ---------------------------------------------------------------- the model, the optimizer, one step
 def build(config: dict, device, total_steps: int):
     """The network of Network.py, its optimizer and its learning-rate schedule."""
-    model = build_model(config["model"], config["hidden_size"], config["dropout"], len(config["classes"]),
-                        config["width"], config["stem"]).to(device)  # fmt: skip
+    model = build_model(
+        config["model"],
+        config["hidden_size"],
+        config["dropout"],
+        len(config["classes"]),
+        config["width"],
+        config["stem"],
+    ).to(device)
     if has_conv(model) and device.type != "mps":
         model = model.to(memory_format=torch.channels_last)  # measured 1.4x faster steps on the CPU
     fused = device.type in ("cpu", "cuda")  # one kernel for all parameters: Adam's step measured 4x faster
@@ -101,8 +107,9 @@ def train(config: dict, index: int, data: dict, device, stop) -> dict | None:
         save_checkpoint(progress_path, model, opt, sched, state, config, final=False)
 
     # Loss sum, correct, images since the last train point, summed on the device: no host sync per step.
-    window = torch.tensor(state["window"], dtype=torch.float32 if device.type == "mps" else torch.float64,
-                          device=device)  # fmt: skip
+    window = torch.tensor(
+        state["window"], dtype=torch.float32 if device.type == "mps" else torch.float64, device=device
+    )
     bar = tqdm(total=total, initial=state["step"], unit="step", disable=None, mininterval=1, leave=False)
     start, final = time.perf_counter() - state["seconds_train"], None
     while state["step"] < total:
@@ -158,24 +165,44 @@ def resume(config: dict, index: int, model, opt, sched) -> dict:
 # ---------------------------------------------------------------- the record
 def seed_record(config: dict, data: dict, state: dict, final: tuple, device, path) -> dict:
     loss, acc, pred, seconds_predict = final
-    print(f"{config['name']} seed {config['seed']}: {data['eval_split']} accuracy {100 * acc:.2f}% (final model), "
-          f"{state['seconds_train'] / config['epochs']:.1f} s/epoch, {state['seconds_train']:.1f} s training")  # fmt: skip
+    print(
+        f"{config['name']} seed {config['seed']}: {data['eval_split']} accuracy {100 * acc:.2f}% (final model), "
+        f"{state['seconds_train'] / config['epochs']:.1f} s/epoch, {state['seconds_train']:.1f} s training"
+    )
     pred = pred.cpu().numpy()
-    return {"model": config["model"], "name": config["name"], "dataset": config["dataset"], "accuracy": acc,
-            "loss": loss, "split": data["eval_split"], "n_train": len(data["train"][1]), "n_eval": len(pred),
-            "seconds_train": state["seconds_train"], "seconds_eval_during_training": state["seconds_eval"],
-            "seconds_per_epoch": state["seconds_train"] / config["epochs"], "seconds_predict": seconds_predict,
-            "steps": state["step"], "seed": config["seed"], "device": str(device), "checkpoint": str(path),
-            "threads": torch.get_num_threads() if device.type == "cpu" else None, "predictions": pred.tolist(),
-            "per_class": per_class_scores(data["labels"], pred, data["classes"]), "history": state["history"],
-            "config": config}  # fmt: skip
+    return {
+        "model": config["model"],
+        "name": config["name"],
+        "dataset": config["dataset"],
+        "accuracy": acc,
+        "loss": loss,
+        "split": data["eval_split"],
+        "n_train": len(data["train"][1]),
+        "n_eval": len(pred),
+        "seconds_train": state["seconds_train"],
+        "seconds_eval_during_training": state["seconds_eval"],
+        "seconds_per_epoch": state["seconds_train"] / config["epochs"],
+        "seconds_predict": seconds_predict,
+        "steps": state["step"],
+        "seed": config["seed"],
+        "device": str(device),
+        "checkpoint": str(path),
+        "threads": torch.get_num_threads() if device.type == "cpu" else None,
+        "predictions": pred.tolist(),
+        "per_class": per_class_scores(data["labels"], pred, data["classes"]),
+        "history": state["history"],
+        "config": config,
+    }
 
 
 def write_outputs(records: list[dict], data: dict, config: dict, timings: dict) -> None:
     """The figures first, the JSON last: its presence vouches for a finished run."""
     record = summarize_seeds(records)
-    record.update(labels=data["labels"].tolist(), classes=data["classes"],
-                  versions=versions("torch", "torchvision", "numpy", "scikit-learn"))  # fmt: skip
+    record.update(
+        labels=data["labels"].tolist(),
+        classes=data["classes"],
+        versions=versions("torch", "torchvision", "numpy", "scikit-learn"),
+    )
     full = record["split"] == "test" and not config["train_size"] and not config["test_size"]
     target = config["target"] if full else None  # goals hold for the full split only
     record["target"], record["target_met"] = target, None if target is None else record["accuracy"] >= target
@@ -200,23 +227,33 @@ def run(config: dict, stop) -> int:
     config["amp"] = resolve_amp(config["amp"], device)  # saved resolved: a resumed run repeats it
     print_config(config)
     paths = run_paths(config)
-    check_output_dirs({"--results-dir": paths["record"].parent, "--plots-dir": paths["curves"].parent,
-                       "--checkpoint-dir": paths["checkpoint"].parent})  # fmt: skip
+    check_output_dirs(
+        {
+            "--results-dir": paths["record"].parent,
+            "--plots-dir": paths["curves"].parent,
+            "--checkpoint-dir": paths["checkpoint"].parent,
+        }
+    )
     setup_torch(config, device)
     data = load_data(config, device)  # every split as whole tensors on the device
     config["classes"] = data["classes"]
     timings["data"] = time.perf_counter() - started  # with the device and thread set-up
     if steps_per_epoch(len(data["train"][1]), config["batch_size"]) == 0:
-        raise ProjectError(f"{len(data['train'][1])} training image(s) make no batch of --batch-size "
-                           f"{config['batch_size']} (a batch needs 2 images or more); use more training images")  # fmt: skip
+        raise ProjectError(
+            f"{len(data['train'][1])} training image(s) make no batch of --batch-size "
+            f"{config['batch_size']} (a batch needs 2 images or more); use more training images"
+        )
     records = []
     for index in range(config["seeds"]):
         seed_config = {**config, "seed": config["seed"] + index}
         record = train(seed_config, index, data, device, stop)
         if record is None:
             why = "interrupted" if stop.requested else f"stopped after --stop-after {config['stop_after']} steps"
-            print(f"dl_main.py: {why}; progress saved to {checkpoint_files(seed_config, index)[1]}; "
-                  "continue with --resume", file=sys.stderr)  # fmt: skip
+            print(
+                f"dl_main.py: {why}; progress saved to {checkpoint_files(seed_config, index)[1]}; "
+                "continue with --resume",
+                file=sys.stderr,
+            )
             return 130 if stop.requested else 0
         records.append(record)
     timings["model"] = sum(r.pop("seconds_setup") for r in records)  # model and optimizer set-up
@@ -236,7 +273,9 @@ def resumed_config(config: dict) -> dict:
     try:
         check_config({**PAPER, **saved})
     except (KeyError, TypeError) as exc:
-        raise ProjectError(f"{path}: its saved settings are incomplete ({exc}); start afresh without --resume") from None
+        raise ProjectError(
+            f"{path}: its saved settings are incomplete ({exc}); start afresh without --resume"
+        ) from None
     # --seeds given again may extend the run; left out, it is the checkpoint's, so no seed is dropped.
     seeds = max(config["seeds"], saved.get("seeds", 1))
     return {**saved, **{k: config[k] for k in RUNTIME if k in config}, "seeds": seeds}
@@ -260,8 +299,12 @@ def build_parser() -> argparse.ArgumentParser:
     positive, non_negative = flags.positive, flags.non_negative
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--model", choices=["mlp", "cnn"], default="cnn", help="network to train (default: cnn)")
-    p.add_argument("--recipe", choices=NETWORK_RECIPES, default="paper",
-                   help="; ".join(f"{r}: {RECIPE_HELP[r]}" for r in NETWORK_RECIPES).replace("%", "%%") + " (default: paper)")  # fmt: skip
+    p.add_argument(
+        "--recipe",
+        choices=NETWORK_RECIPES,
+        default="paper",
+        help="; ".join(f"{r}: {RECIPE_HELP[r]}" for r in NETWORK_RECIPES).replace("%", "%%") + " (default: paper)",
+    )
     r = p.add_argument_group("training settings (default: the recipe's; paper values shown)")
     r.add_argument("--epochs", type=positive(int), help="passes over the training set (paper: 20)")
     r.add_argument("--batch-size", type=positive(int), help="images per step (paper: 30)")
@@ -271,18 +314,32 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--weight-decay", type=non_negative(float), help="(paper: 0)")
     r.add_argument("--schedule", choices=["constant", "onecycle"], help="learning-rate schedule (paper: constant)")
     r.add_argument("--hidden-size", type=positive(int), help="hidden units (paper: 196)")
-    r.add_argument("--width", type=positive(int), help="cnn: channels of the first conv, twice that in the second "
-                   "(paper: 32)")  # fmt: skip
-    r.add_argument("--stem", choices=STEMS, help="cnn: pool (3x3 conv, then 2x2 max-pool) or stride (one 4x4 conv "
-                   "with stride 2: less work) (paper: pool)")  # fmt: skip
+    r.add_argument(
+        "--width", type=positive(int), help="cnn: channels of the first conv, twice that in the second (paper: 32)"
+    )
+    r.add_argument(
+        "--stem",
+        choices=STEMS,
+        help="cnn: pool (3x3 conv, then 2x2 max-pool) or stride (one 4x4 conv with stride 2: less work) (paper: pool)",
+    )
     r.add_argument("--dropout", type=non_negative(float), help="dropout probability, below 1 (paper: 0.5)")
     r.add_argument("--label-smoothing", type=non_negative(float), help="below 1 (paper: 0)")
-    r.add_argument("--augment", type=non_negative(float), help="random shift/rotate/scale strength, 0 = off; also "
-                   "scales the --distort kinds")  # fmt: skip
-    r.add_argument("--distort", type=distortion_kinds, help="distortions besides shift/rotate/scale, applied when "
-                   f"--augment > 0: comma-separated from {', '.join(KINDS)}, or all (paper: none)")  # fmt: skip
-    r.add_argument("--amp", action=argparse.BooleanOptionalAction, help="bfloat16 autocast (paper: off; fast, "
-                   "best: on where the device has native bfloat16)")  # fmt: skip
+    r.add_argument(
+        "--augment",
+        type=non_negative(float),
+        help="random shift/rotate/scale strength, 0 = off; also scales the --distort kinds",
+    )
+    r.add_argument(
+        "--distort",
+        type=distortion_kinds,
+        help="distortions besides shift/rotate/scale, applied when "
+        f"--augment > 0: comma-separated from {', '.join(KINDS)}, or all (paper: none)",
+    )
+    r.add_argument(
+        "--amp",
+        action=argparse.BooleanOptionalAction,
+        help="bfloat16 autocast (paper: off; fast, best: on where the device has native bfloat16)",
+    )
     r.add_argument("--eval-every", type=non_negative(int), help="test every N steps, 0: at the end (paper: 1000)")
     flags.add_data_flags(p)
     flags.add_run_flags(p)

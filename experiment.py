@@ -22,15 +22,16 @@ from pathlib import Path
 import data_prep
 import dl_main
 import ml_main
+import mnistlab.published as published
 import report
-from report import README_SECTIONS
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import write_json
 from mnistlab.flags import add_data_flags, add_run_flags
 from mnistlab.machine import versions
 from mnistlab.recipes import NETWORK_RECIPES
 from mnistlab.records import print_config
-import mnistlab.published as published
+from mnistlab.training import StopFlag
+from report import README_SECTIONS
 
 STEPS = ("ml-paper", "ml-benchmark", "ml-tuned", "mlp", "cnn")
 
@@ -38,19 +39,28 @@ STEPS = ("ml-paper", "ml-benchmark", "ml-tuned", "mlp", "cnn")
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--source", type=Path, help="folder with the four IDX files of an MNIST-format dataset")
-    p.add_argument("--recipe", choices=[r for r in NETWORK_RECIPES if r != "gpu"],
-                   help="the networks' recipe (default: paper, the write-up's settings, on MNIST; fast on other "
-                        "datasets, where the write-up published no network)")  # fmt: skip
-    p.add_argument("--skip", nargs="+", choices=STEPS, default=[],
-                   help="steps to leave out (the classical models at the published settings are ml-paper on MNIST, "
-                        "ml-benchmark on Fashion-MNIST)")  # fmt: skip
+    p.add_argument(
+        "--recipe",
+        choices=[r for r in NETWORK_RECIPES if r != "gpu"],
+        help="the networks' recipe (default: paper, the write-up's settings, on MNIST; fast on other "
+        "datasets, where the write-up published no network)",
+    )
+    p.add_argument(
+        "--skip",
+        nargs="+",
+        choices=STEPS,
+        default=[],
+        help="steps to leave out (the classical models at the published settings are ml-paper on MNIST, "
+        "ml-benchmark on Fashion-MNIST)",
+    )
     p.add_argument("--update-readme", action="store_true", help="write the table and figures into README.md/plots/")
     add_data_flags(p)
     add_run_flags(p)
     args = p.parse_args(argv)
     try:
-        args.dataset = data_prep.dataset_name(args.dataset if args.dataset != "mnist" or not args.source else None,
-                                              args.source)  # fmt: skip
+        args.dataset = data_prep.dataset_name(
+            args.dataset if args.dataset != "mnist" or not args.source else None, args.source
+        )
     except ProjectError as exc:
         p.error(str(exc))
     if args.update_readme and args.dataset not in README_SECTIONS:
@@ -61,8 +71,19 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def shared(args) -> dict:
     """The settings every step takes, by the same names."""
-    keys = ("dataset", "data_dir", "train_size", "val_size", "test_size", "seed", "seeds", "threads", "results_dir",
-            "plots_dir", "checkpoint_dir")  # fmt: skip
+    keys = (
+        "dataset",
+        "data_dir",
+        "train_size",
+        "val_size",
+        "test_size",
+        "seed",
+        "seeds",
+        "threads",
+        "results_dir",
+        "plots_dir",
+        "checkpoint_dir",
+    )
     return {k: getattr(args, k) for k in keys}
 
 
@@ -80,14 +101,25 @@ def plan(args, started: float) -> list[tuple[str, object]]:
         if net not in args.skip:
             config = dl_main.make_config(model=net, recipe=args.recipe, **common)
             steps.append((f"network {net}, {args.recipe} recipe", lambda c=config: run_network(c)))
-    steps.append(("report", lambda: report.make_report(args.dataset, args.data_dir, args.results_dir, args.plots_dir,
-                                                      args.update_readme, time.perf_counter() - started)))  # fmt: skip
+    steps.append(
+        (
+            "report",
+            lambda: report.make_report(
+                args.dataset,
+                args.data_dir,
+                args.results_dir,
+                args.plots_dir,
+                args.update_readme,
+                time.perf_counter() - started,
+            ),
+        )
+    )
     return steps
 
 
 def run_network(config: dict) -> None:
-    with dl_main.StopFlag(None) as stop:
-        if dl_main.run_all(config, stop):
+    with StopFlag(None) as stop:
+        if dl_main.run(config, stop):
             raise ProjectError("interrupted; finish that network with python dl_main.py --resume and its flags")
 
 
@@ -105,8 +137,12 @@ def _main(argv=None) -> int:
         if title == "report":
             print(result, end="")
     total = time.perf_counter() - start
-    record = {"config": vars(args), "seconds": timings, "seconds_total": total,
-              "versions": versions("torch", "scikit-learn", "scikit-learn-intelex")}  # fmt: skip
+    record = {
+        "config": vars(args),
+        "seconds": timings,
+        "seconds_total": total,
+        "versions": versions("torch", "scikit-learn", "scikit-learn-intelex"),
+    }
     write_json(Path(args.results_dir) / args.dataset / "experiment" / "timings.json", record)
     print(f"\nexperiment done in {total / 60:.1f} min: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
     return 0

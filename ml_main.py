@@ -57,10 +57,15 @@ def fit_predict(config: dict, seed: int, data: dict):
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         tqdm.write(f"note: {config['algo']} (seed {seed}) did not converge; raise --max-iter for a converged fit")
     final = type(model.steps[-1][1])  # with --engine sklearnex: record which library really ran
-    run = {"seed": seed, "estimator": f"{final.__module__.split('.')[0]}.{final.__name__}",
-           "accuracy": float(np.mean(pred == y_eval)), "seconds_fit": fitted - start,
-           "seconds_predict": done - fitted, "predictions": pred.astype(int).tolist(),
-           "per_class": per_class_scores(y_eval, pred, data["classes"])}  # fmt: skip
+    run = {
+        "seed": seed,
+        "estimator": f"{final.__module__.split('.')[0]}.{final.__name__}",
+        "accuracy": float(np.mean(pred == y_eval)),
+        "seconds_fit": fitted - start,
+        "seconds_predict": done - fitted,
+        "predictions": pred.astype(int).tolist(),
+        "per_class": per_class_scores(y_eval, pred, data["classes"]),
+    }
     return model, run
 
 
@@ -72,12 +77,27 @@ def run_one(config: dict, data: dict) -> dict:
         runs.append(run)
         first_model = first_model or model
     (_, y_eval), classes = data["eval"], data["classes"]
-    rec = {"model": config["algo"], "name": config["name"], "dataset": config["dataset"], **summarize_seeds(runs),
-           "split": data["eval_split"], "n_train": len(data["train"][1]), "n_eval": len(y_eval),
-           "labels": y_eval.tolist(), "classes": classes, "config": config, "versions": versions(*LIBRARIES)}  # fmt: skip
+    rec = {
+        "model": config["algo"],
+        "name": config["name"],
+        "dataset": config["dataset"],
+        **summarize_seeds(runs),
+        "split": data["eval_split"],
+        "n_train": len(data["train"][1]),
+        "n_eval": len(y_eval),
+        "labels": y_eval.tolist(),
+        "classes": classes,
+        "config": config,
+        "versions": versions(*LIBRARIES),
+    }
     if config["engine"] == "sklearn":  # skops cannot write oneDAL's estimators
-        meta = {"name": config["name"], "model": config["algo"], "recipe": config["recipe"],
-                "dataset": config["dataset"], "classes": classes}  # fmt: skip
+        meta = {
+            "name": config["name"],
+            "model": config["algo"],
+            "recipe": config["recipe"],
+            "dataset": config["dataset"],
+            "classes": classes,
+        }
         save_classical(first_model, paths["checkpoint"].with_suffix(".skops"), meta, data["eval"][0][:200])
     title = f"{config['name']}: {100 * rec['accuracy']:.2f}% on {len(y_eval)} {data['eval_split']} images"
     plot_confusion(y_eval, rec["predictions"], classes, paths["confusion"], title)
@@ -89,12 +109,19 @@ def run_all(configs: list[dict]) -> list[dict]:
     first = configs[0]
     print_config({k: v for k, v in first.items() if k not in ("algo", "model", "name")})
     paths = run_paths(first)
-    check_output_dirs({"--results-dir": paths["record"].parent, "--plots-dir": paths["confusion"].parent,
-                       "--checkpoint-dir": paths["checkpoint"].parent})  # fmt: skip
+    check_output_dirs(
+        {
+            "--results-dir": paths["record"].parent,
+            "--plots-dir": paths["confusion"].parent,
+            "--checkpoint-dir": paths["checkpoint"].parent,
+        }
+    )
     data = load_splits(first)
     if len(np.unique(data["train"][1])) < 2:
-        raise ProjectError(f"the {len(data['train'][1])} training image(s) hold a single class; a classifier "
-                           "needs two or more: use a larger --train-size or a smaller --val-size")  # fmt: skip
+        raise ProjectError(
+            f"the {len(data['train'][1])} training image(s) hold a single class; a classifier "
+            "needs two or more: use a larger --train-size or a smaller --val-size"
+        )
     for config in configs:
         Classifier.check_fits(config, n_train=len(data["train"][1]))
     records = []
@@ -102,9 +129,11 @@ def run_all(configs: list[dict]) -> list[dict]:
         for config in tqdm(configs, desc="models", unit="model", leave=False, disable=len(configs) == 1 or None):
             rec = run_one(config, data)
             std = f" ± {100 * rec['accuracy_std']:.2f}" if rec["accuracy_std"] is not None else ""
-            tqdm.write(f"{config['name']}: {rec['split']} accuracy {100 * rec['accuracy_mean']:.2f}%{std}  "
-                       f"fit {rec['seconds_fit']:.1f}s  predict {rec['seconds_predict']:.1f}s  "
-                       f"({rec['n_train']} train, {rec['n_eval']} {rec['split']})")  # fmt: skip
+            tqdm.write(
+                f"{config['name']}: {rec['split']} accuracy {100 * rec['accuracy_mean']:.2f}%{std}  "
+                f"fit {rec['seconds_fit']:.1f}s  predict {rec['seconds_predict']:.1f}s  "
+                f"({rec['n_train']} train, {rec['n_eval']} {rec['split']})"
+            )
             records.append(rec)
     return records
 
@@ -129,9 +158,27 @@ def engine(name: str):
 
 
 # ---------------------------------------------------------------- settings
-HYPERPARAMETERS = ("k", "weights", "p", "criterion", "max_depth", "min_samples_leaf", "n_estimators", "lr", "C",
-                   "gamma", "penalty", "tol", "max_iter", "hidden_size", "cache_mb", "pca", "deskew", "scaler",
-                   "dtype")  # fmt: skip
+HYPERPARAMETERS = (
+    "k",
+    "weights",
+    "p",
+    "criterion",
+    "max_depth",
+    "min_samples_leaf",
+    "n_estimators",
+    "lr",
+    "C",
+    "gamma",
+    "penalty",
+    "tol",
+    "max_iter",
+    "hidden_size",
+    "cache_mb",
+    "pca",
+    "deskew",
+    "scaler",
+    "dtype",
+)
 
 
 def gamma_type(text: str):
@@ -146,14 +193,24 @@ def build_parser() -> ArgumentParser:
     epilog = "algorithms:\n" + "\n".join(f"  {name:8} {entry[0]}" for name, entry in Classifier.REGISTRY.items())
     p = ArgumentParser(description=__doc__, epilog=epilog, formatter_class=RawDescriptionHelpFormatter)
     p.add_argument("--algo", default="svm", choices=[*Classifier.REGISTRY, "all"], help="model, or all (default: svm)")
-    p.add_argument("--recipe", default="tuned", choices=CLASSICAL_RECIPES,
-                   help="; ".join(f"{r}: {RECIPE_HELP[r]}" for r in CLASSICAL_RECIPES).replace("%", "%%"))  # fmt: skip
-    p.add_argument("--engine", choices=("sklearn", "sklearnex"), default="sklearn",
-                   help="sklearn (default); sklearnex: scikit-learn-intelex's oneDAL kernels, faster, no model saved")  # fmt: skip
+    p.add_argument(
+        "--recipe",
+        default="tuned",
+        choices=CLASSICAL_RECIPES,
+        help="; ".join(f"{r}: {RECIPE_HELP[r]}" for r in CLASSICAL_RECIPES).replace("%", "%%"),
+    )
+    p.add_argument(
+        "--engine",
+        choices=("sklearn", "sklearnex"),
+        default="sklearn",
+        help="sklearn (default); sklearnex: scikit-learn-intelex's oneDAL kernels, faster, no model saved",
+    )
     h = p.add_argument_group("hyperparameters (default: the recipe's value; each applies to the models that have it)")
     h.add_argument("--k", type=positive(int), help="knn: number of neighbours")
     h.add_argument("--weights", choices=("uniform", "distance"), help="knn: neighbour weights")
-    h.add_argument("--p", type=positive(float), help="knn: power of the Minkowski distance (1: Manhattan, 2: Euclidean)")
+    h.add_argument(
+        "--p", type=positive(float), help="knn: power of the Minkowski distance (1: Manhattan, 2: Euclidean)"
+    )
     h.add_argument("--criterion", choices=("gini", "entropy", "log_loss"), help="dt, rf: split criterion")
     h.add_argument("--max-depth", type=non_negative(int), help="dt, rf, gb: maximum tree depth (0: unlimited)")
     h.add_argument("--min-samples-leaf", type=positive(int), help="dt, rf: fewest training images in a leaf")
@@ -168,8 +225,11 @@ def build_parser() -> ArgumentParser:
     h.add_argument("--cache-mb", type=positive(float), help="svm, pca-svm: kernel cache size in MB")
     h.add_argument("--pca", type=non_negative(int), help="project onto this many principal components first (0: off)")
     h.add_argument("--deskew", action=BooleanOptionalAction, help="straighten slanted digits first")
-    h.add_argument("--scaler", choices=("unit", "standard"), help="unit: pixels / 255; standard: zero mean, unit "
-                   "variance per pixel")  # fmt: skip
+    h.add_argument(
+        "--scaler",
+        choices=("unit", "standard"),
+        help="unit: pixels / 255; standard: zero mean, unit variance per pixel",
+    )
     h.add_argument("--dtype", choices=("float32", "float64"), help="pixel type")
     flags.add_data_flags(p)
     flags.add_run_flags(p)

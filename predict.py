@@ -22,12 +22,12 @@ from pathlib import Path
 
 import numpy as np
 from PIL import Image
+
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import atomic_path
 from mnistlab.flags import add_model_flags, check_model_flags, positive
 from mnistlab.images import read_digit
 from mnistlab.saved_models import chosen_models, ranked
-
 
 
 def parse_args(argv=None) -> argparse.Namespace:

@@ -16,6 +16,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+
+import mnistlab.published as published
 from mnistlab.data import load_split
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, read_json
@@ -23,14 +25,24 @@ from mnistlab.flags import add_output_flags, dataset_type
 from mnistlab.paths import BUNDLED, REPO
 from mnistlab.plots import draw_confusion, names_are_words, pyplot, savefig
 from mnistlab.tables import replace_section
-import mnistlab.published as published
-
 
 DEFAULTS_NOTE = "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]"
 DATA_SIZES = ("train_size", "test_size")  # explicit settings that change the data, not the model
 NOT_RESULTS = {"bench"}  # JSON files in the results folder that are not model runs
-COLUMNS = ["model", "setting", "published", "published_high", "this_repo", "std", "seeds", "n_train", "n_test",
-           "seconds_train", "seconds_predict", "notes"]  # fmt: skip
+COLUMNS = [
+    "model",
+    "setting",
+    "published",
+    "published_high",
+    "this_repo",
+    "std",
+    "seeds",
+    "n_train",
+    "n_test",
+    "seconds_train",
+    "seconds_predict",
+    "notes",
+]
 
 
 def load_results(results_dir: Path, dataset: str) -> list[dict]:
@@ -42,8 +54,10 @@ def load_results(results_dir: Path, dataset: str) -> list[dict]:
         raise ProjectError(f"no model results in {folder}/; run ml_main.py and dl_main.py (or experiment.py) first")
     order = list(published.TABLES.get(dataset, published.WRITE_UP).rows)  # the published table's order first
     rank, family = {name: i for i, name in enumerate(order)}, published.recipe(dataset)
-    return sorted(records, key=lambda r: (rank.get(r["model"], len(order)), r["model"],
-                                          not setting(r).startswith(family), r["name"]))  # fmt: skip
+    return sorted(
+        records,
+        key=lambda r: (rank.get(r["model"], len(order)), r["model"], not setting(r).startswith(family), r["name"]),
+    )
 
 
 def setting(record: dict) -> str:
@@ -122,8 +136,9 @@ def markdown(rows: list[dict]) -> str:
         secs = [f"{r[k]:.1f}" if r[k] is not None else "" for k in ("seconds_train", "seconds_predict")]
         split = f"{r['n_train']}/{r['n_test']}"
         shown = pct(r["published"]) + (f"–{pct(r['published_high'])}" if r["published_high"] is not None else "")
-        lines.append(f"| {r['model']} | {r['setting']} | {shown} | {acc} | {secs[0]} | {secs[1]} "
-                     f"| {split} | {r['notes']} |")  # fmt: skip
+        lines.append(
+            f"| {r['model']} | {r['setting']} | {shown} | {acc} | {secs[0]} | {secs[1]} | {split} | {r['notes']} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -142,8 +157,10 @@ def mixed_splits_note(rows: list[dict]) -> str:
     sizes = sorted({r["n_test"] for r in rows if r["n_test"] is not None})
     if len(sizes) < 2:
         return ""
-    return (f"\n**Not comparable:** these rows were scored on test sets of {', '.join(map(str, sizes))} images; "
-            "rerun them on one split (see train/test).\n")  # fmt: skip
+    return (
+        f"\n**Not comparable:** these rows were scored on test sets of {', '.join(map(str, sizes))} images; "
+        "rerun them on one split (see train/test).\n"
+    )
 
 
 def machine_note(records: list[dict], experiment_seconds: float | None = None) -> str:
@@ -183,8 +200,10 @@ def test_images(record: dict, data_dir: Path) -> np.ndarray:
     """The test images a record was scored on (its first n_eval), checked against the labels it saved."""
     x, y = load_split("test", record["dataset"], data_dir, size=record["n_eval"])
     if not np.array_equal(y, record["labels"]):
-        raise ProjectError(f"{record['name']}: its saved labels differ from the {record['dataset']} test images in "
-                           f"{data_dir}/; the record comes from other data: rerun that model")  # fmt: skip
+        raise ProjectError(
+            f"{record['name']}: its saved labels differ from the {record['dataset']} test images in "
+            f"{data_dir}/; the record comes from other data: rerun that model"
+        )
     return x
 
 
@@ -216,8 +235,9 @@ def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
     ax.set_yticks(ypos, names)
     ax.invert_yaxis()
     ax.set_xlabel("test accuracy (%)", labelpad=2)
-    ax.set_title(f"{dataset}: published vs this repo" + (f"\n(published: {table.source})" if table else ""),
-                 fontsize=10)  # fmt: skip
+    ax.set_title(
+        f"{dataset}: published vs this repo" + (f"\n(published: {table.source})" if table else ""), fontsize=10
+    )
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2, frameon=False)
     savefig(fig, path)
 
@@ -270,8 +290,13 @@ def update_readme(readme: Path, table: str, dataset: str = "mnist") -> None:
 
 # The datasets whose table the README shows, and the prefix of their figures' names in plots/ (tracked files).
 README_SECTIONS = {"mnist": "", "fashion-mnist": "fashion-mnist_"}
-README_FIGURES = ("comparison.png", "misclassified.png", "confusion_matrices.png", "samples.png",
-                  "curves_cnn-paper.png")  # fmt: skip
+README_FIGURES = (
+    "comparison.png",
+    "misclassified.png",
+    "confusion_matrices.png",
+    "samples.png",
+    "curves_cnn-paper.png",
+)
 
 
 def copy_readme_figures(figures: Path, dataset: str) -> None:
@@ -286,14 +311,23 @@ def parse_args(argv=None):
     p.add_argument("--dataset", type=dataset_type, default="mnist", help="whose runs to report (default: mnist)")
     p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (for the test images)")
     add_output_flags(p, checkpoints=False)
-    p.add_argument("--update-readme", action="store_true",
-                   help="also write the table into README.md and copy the figures it shows to plots/ "
-                        "(the only step that changes tracked files)")  # fmt: skip
+    p.add_argument(
+        "--update-readme",
+        action="store_true",
+        help="also write the table into README.md and copy the figures it shows to plots/ "
+        "(the only step that changes tracked files)",
+    )
     return p.parse_args(argv)
 
 
-def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path, update: bool = False,
-                experiment_seconds: float | None = None) -> str:  # fmt: skip
+def make_report(
+    dataset: str,
+    data_dir: Path,
+    results_dir: Path,
+    plots_dir: Path,
+    update: bool = False,
+    experiment_seconds: float | None = None,
+) -> str:
     """Table (Markdown and CSV) and figures from the saved records; returns the Markdown table.
     ``experiment_seconds``: from experiment.py, how long its steps before the report took."""
     out, figures = Path(results_dir) / dataset, Path(plots_dir) / dataset
@@ -314,7 +348,7 @@ def make_report(dataset: str, data_dir: Path, results_dir: Path, plots_dir: Path
     if update:
         if dataset not in README_SECTIONS:
             raise ProjectError(f"--update-readme: the README has sections for {', '.join(README_SECTIONS)} only")
-        update_readme(REPO / "README.md", table, dataset)
+        update_readme(REPO / ("README.md" if dataset == "mnist" else f"docs/{dataset}.md"), table, dataset)
         copy_readme_figures(figures, dataset)
     return table
 

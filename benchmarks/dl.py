@@ -18,9 +18,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from mnistlab.files import read_json
 from mnistlab.paths import REPO
-
 
 SEEDS, TARGET = 3, 0.99
 PARTS = ("startup", "data", "model", "training", "evaluation", "figures")
@@ -33,9 +33,25 @@ PUBLISHED_CNN = ("--stem", "pool", "--width", "32", "--lr", "0.006")  # the fast
 def fast_run(args, out: Path, seed: int = 0, flags: tuple = ()) -> dict:
     """One fast-recipe process: its wall seconds (launch to exit) and its record."""
     out = out / f"seed{seed}-{time.monotonic_ns()}"
-    cmd = [sys.executable, str(REPO / "dl_main.py"), "--model", "cnn", "--recipe", "fast", "--seed", str(seed),
-           "--data-dir", str(args.data_dir), "--results-dir", str(out / "r"), "--plots-dir", str(out / "p"),
-           "--checkpoint-dir", str(out / "c"), *flags]  # fmt: skip
+    cmd = [
+        sys.executable,
+        str(REPO / "dl_main.py"),
+        "--model",
+        "cnn",
+        "--recipe",
+        "fast",
+        "--seed",
+        str(seed),
+        "--data-dir",
+        str(args.data_dir),
+        "--results-dir",
+        str(out / "r"),
+        "--plots-dir",
+        str(out / "p"),
+        "--checkpoint-dir",
+        str(out / "c"),
+        *flags,
+    ]
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL)
     wall = time.perf_counter() - start
@@ -53,8 +69,12 @@ def tutorial_run(args) -> dict:
     """The peer's seconds from launch to reaching TARGET, and the epoch it took."""
     raw = Path(args.data_dir) / "mnist" / "raw"
     start = time.time()
-    proc = subprocess.run([sys.executable, str(REPO / "benchmarks" / "tutorial.py"), "--raw-dir", str(raw),
-                           "--target", str(TARGET)], check=True, capture_output=True, text=True)  # fmt: skip
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "benchmarks" / "tutorial.py"), "--raw-dir", str(raw), "--target", str(TARGET)],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     return {**result, "seconds": result["clock"] - start}
 
@@ -64,8 +84,10 @@ def shared(args, out: Path, burners: int, copies: int = 1) -> float:
     hogs = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(burners)]
     try:
         cmd = [sys.executable, "-m", "benchmarks.dl", str(args.data_dir)]
-        with_copies = [subprocess.Popen([*cmd, str(out / f"copy{i}")], stdout=subprocess.PIPE, text=True, cwd=REPO)
-                       for i in range(copies)]  # fmt: skip
+        with_copies = [
+            subprocess.Popen([*cmd, str(out / f"copy{i}")], stdout=subprocess.PIPE, text=True, cwd=REPO)
+            for i in range(copies)
+        ]
         return max(float(p.communicate()[0]) for p in with_copies)
     finally:
         for hog in hogs:
@@ -88,27 +110,56 @@ def run(args) -> list[dict]:
         typical = sorted(recs, key=lambda r: r["wall"])[SEEDS // 2]  # where the seconds go: the median run's
         name = f"cnn fast recipe, {SEEDS} seeds: process start to exit"
         seeds = ", ".join(f"{100 * a:.2f}% in {w:.1f} s" for a, w in zip(accs, walls, strict=True))
-        rows.append({"name": name, "accuracy": statistics.fmean(accs), "seconds": statistics.fmean(walls),
-                     "accuracies": accs, "breakdown": breakdown(typical), "typical_seed": typical["seed"],
-                     "note": f"goal <= 10 s, mean >= 99.0%, each >= 98.9%; seeds: {seeds}; seconds of the median "
-                     f"run (seed {typical['seed']}): {breakdown(typical)}"})  # fmt: skip
+        rows.append(
+            {
+                "name": name,
+                "accuracy": statistics.fmean(accs),
+                "seconds": statistics.fmean(walls),
+                "accuracies": accs,
+                "breakdown": breakdown(typical),
+                "typical_seed": typical["seed"],
+                "note": f"goal <= 10 s, mean >= 99.0%, each >= 98.9%; seeds: {seeds}; seconds of the median "
+                f"run (seed {typical['seed']}): {breakdown(typical)}",
+            }
+        )
         before = fast_run(args, tmp, 0, PUBLISHED_CNN)
-        rows.append({"name": f"cnn fast recipe on the published CNN ({' '.join(PUBLISHED_CNN)}), seed 0",
-                     "accuracy": before["accuracy"], "seconds": before["wall"],
-                     "note": f"the recipe before the strided stem, {before['wall'] / recs[0]['wall']:.2f}x the time "
-                     f"of seed 0 above; seconds: {breakdown(before)}"})  # fmt: skip
+        rows.append(
+            {
+                "name": f"cnn fast recipe on the published CNN ({' '.join(PUBLISHED_CNN)}), seed 0",
+                "accuracy": before["accuracy"],
+                "seconds": before["wall"],
+                "note": f"the recipe before the strided stem, {before['wall'] / recs[0]['wall']:.2f}x the time "
+                f"of seed 0 above; seconds: {breakdown(before)}",
+            }
+        )
         peer = tutorial_run(args)
-        rows.append({"name": "tutorial recipe (pytorch/examples) to 99%: process start to target",
-                     "accuracy": peer["accuracy"], "seconds": peer["seconds"], "epochs": peer["epoch"],
-                     "note": f"epoch {peer['epoch']}; torchvision dataset, DataLoader, Adadelta"})  # fmt: skip
+        rows.append(
+            {
+                "name": "tutorial recipe (pytorch/examples) to 99%: process start to target",
+                "accuracy": peer["accuracy"],
+                "seconds": peer["seconds"],
+                "epochs": peer["epoch"],
+                "note": f"epoch {peer['epoch']}; torchvision dataset, DataLoader, Adadelta",
+            }
+        )
         rows[0].update(baseline=rows[-1]["name"])
         alone = statistics.median(walls)
-        for burners, copies, goal, what in ((2, 1, 2.5, "two busy processes"), (3, 1, 3.5, "three busy processes"),
-                                            (1, 2, 2.5, "a second copy of itself and a busy process")):  # fmt: skip
+        for burners, copies, goal, what in (
+            (2, 1, 2.5, "two busy processes"),
+            (3, 1, 3.5, "three busy processes"),
+            (1, 2, 2.5, "a second copy of itself and a busy process"),
+        ):
             seconds = shared(args, tmp, burners, copies)
-            rows.append({"name": f"cnn fast recipe beside {what}", "seconds": seconds, "alone": alone, "goal": goal,
-                         "note": f"{seconds / alone:.2f}x its time alone ({alone:.1f} s, median of the seeds above); "
-                         f"goal <= {goal}x"})  # fmt: skip
+            rows.append(
+                {
+                    "name": f"cnn fast recipe beside {what}",
+                    "seconds": seconds,
+                    "alone": alone,
+                    "goal": goal,
+                    "note": f"{seconds / alone:.2f}x its time alone ({alone:.1f} s, median of the seeds above); "
+                    f"goal <= {goal}x",
+                }
+            )
     return rows
 
 
@@ -131,8 +182,10 @@ def readme(rows: list[dict], env: dict) -> str:
         f"{100 * before['accuracy']:.2f}% | {before['seconds']:.1f} | {peer['seconds'] / before['seconds']:.1f}x |",
     ]
     for r in shared_rows:
-        lines.append(f"| {r['name'].replace('cnn fast recipe', 'the fast recipe')} | | {r['seconds']:.1f} | "
-                     f"{r['seconds'] / r['alone']:.2f}x its time alone (goal at most {r['goal']}x) |")  # fmt: skip
+        lines.append(
+            f"| {r['name'].replace('cnn fast recipe', 'the fast recipe')} | | {r['seconds']:.1f} | "
+            f"{r['seconds'] / r['alone']:.2f}x its time alone (goal at most {r['goal']}x) |"
+        )
     lines += [
         "",
         f"Where the fast recipe's seconds go (its median run, seed {fast['typical_seed']}): {fast['breakdown']}.",

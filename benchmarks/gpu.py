@@ -25,11 +25,11 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
 from mnistlab.errors import ProjectError
 from mnistlab.files import atomic_path, read_json, write_json
 from mnistlab.machine import versions
 from mnistlab.paths import REPO
-
 
 COLUMNS = ("step", "check", "status", "accuracy", "seconds", "goal", "wall s", "note")
 SEEDS = 5
@@ -38,8 +38,16 @@ SHORT = {"train": 5000, "test": 1000, "floor": 0.90}
 RESUME = {"train": 3000, "test": 500, "epochs": 2, "stop_after": 70}  # mlp, paper settings: 200 steps, cheap
 # --quick: small slices and one CPU thread (a shared machine's cores make several threads wait on each other);
 # the gpu recipe at batch 128, as its 512 would leave one-cycle too few steps on 1000 images.
-QUICK = {"short_train": 2000, "short_test": 500, "floor": 0.80, "train": 1000, "test": 200, "epochs": 1, "seeds": 2,
-         "gpu_batch": 128}  # fmt: skip
+QUICK = {
+    "short_train": 2000,
+    "short_test": 500,
+    "floor": 0.80,
+    "train": 1000,
+    "test": 200,
+    "epochs": 1,
+    "seeds": 2,
+    "gpu_batch": 128,
+}
 FAST_GOAL = 0.990  # the fast recipe's target, mean over seeds, full data
 GPU_GOALS = {"accuracy": 0.990, "seconds_train": 0.5, "seconds_process": 8.0}  # the gpu recipe, on an H100
 PAPER_H100 = 8.7  # the published CNN's seconds per epoch (batch 30) measured earlier on an H100
@@ -83,14 +91,25 @@ class Check:
     def argv(self, folder: str, flags) -> list[str]:
         """dl_main.py's arguments with every output under a temporary folder, on the checked device and data."""
         out, quick = self.tmp / folder, ["--threads", "1"] if self.quick and self.device == "cpu" else []
-        return [*map(str, flags), *quick, "--device", self.device, "--data-dir", str(self.data_dir),
-                "--results-dir", str(out / "results"), "--plots-dir", str(out / "plots"),
-                "--checkpoint-dir", str(out / "checkpoints")]  # fmt: skip
+        return [
+            *map(str, flags),
+            *quick,
+            "--device",
+            self.device,
+            "--data-dir",
+            str(self.data_dir),
+            "--results-dir",
+            str(out / "results"),
+            "--plots-dir",
+            str(out / "plots"),
+            "--checkpoint-dir",
+            str(out / "checkpoints"),
+        ]
 
 
 def record_path(argv: list[str]) -> Path:
-    from mnistlab.records import run_paths
     import dl_main
+    from mnistlab.records import run_paths
 
     return run_paths(dl_main.make_config(argv))["record"]
 
@@ -150,8 +169,15 @@ def step_environment(ctx: Check) -> dict:
         extra = {"capability": cap, "memory": memory, "cudnn": torch.backends.cudnn.version()}
     else:
         name, extra = cpu_name() if device.type == "cpu" else device.type, {}
-    ctx.env.update(torch=torch.__version__, torchvision=torchvision.__version__, cuda=torch.version.cuda,
-                   device=str(device), device_name=name, bf16_native=native_bf16(device), **extra)  # fmt: skip
+    ctx.env.update(
+        torch=torch.__version__,
+        torchvision=torchvision.__version__,
+        cuda=torch.version.cuda,
+        device=str(device),
+        device_name=name,
+        bf16_native=native_bf16(device),
+        **extra,
+    )
     shown = ", ".join(f"{k} {v}" for k, v in ctx.env.items() if k != "device")
     return {"note": shown}
 
@@ -177,8 +203,18 @@ def step_short_training(ctx: Check) -> dict:
 
 
 def step_resume(ctx: Check) -> dict:
-    flags = ("--model", "mlp", "--recipe", "paper", "--epochs", RESUME["epochs"],
-             "--train-size", RESUME["train"], "--test-size", RESUME["test"])  # fmt: skip
+    flags = (
+        "--model",
+        "mlp",
+        "--recipe",
+        "paper",
+        "--epochs",
+        RESUME["epochs"],
+        "--train-size",
+        RESUME["train"],
+        "--test-size",
+        RESUME["test"],
+    )
     whole = train(ctx, "resume-whole", *flags)
     stopped = train(ctx, "resume-parts", *flags, "--stop-after", RESUME["stop_after"])
     check(stopped is None, f"--stop-after {RESUME['stop_after']} wrote a finished record instead of stopping")
@@ -186,10 +222,14 @@ def step_resume(ctx: Check) -> dict:
     n = len(whole["predictions"])
     differ = sum(a != b for a, b in zip(whole["predictions"], resumed["predictions"], strict=True))
     check(differ == 0, f"{differ} of {n} predictions differ between the resumed and the uninterrupted run")
-    check(resumed["accuracy"] == whole["accuracy"],
-          f"accuracy {resumed['accuracy']!r} resumed against {whole['accuracy']!r} uninterrupted")  # fmt: skip
-    note = (f"mlp paper settings, {whole['n_train']} images, {whole['steps']} steps, stopped at "
-            f"{RESUME['stop_after']} and resumed: all {n} predictions and the accuracy equal")  # fmt: skip
+    check(
+        resumed["accuracy"] == whole["accuracy"],
+        f"accuracy {resumed['accuracy']!r} resumed against {whole['accuracy']!r} uninterrupted",
+    )
+    note = (
+        f"mlp paper settings, {whole['n_train']} images, {whole['steps']} steps, stopped at "
+        f"{RESUME['stop_after']} and resumed: all {n} predictions and the accuracy equal"
+    )
     return {"accuracy": whole["accuracy"], "note": note}
 
 
@@ -205,8 +245,8 @@ def step_evaluation(ctx: Check) -> dict:
 
     from mnistlab.checkpoints import load_model
     from mnistlab.data import load_split
-    from Network import has_conv
     from mnistlab.training import evaluate
+    from Network import has_conv
 
     rec = needs_short(ctx)
     model, config = load_model(rec["checkpoint"], ctx.device)
@@ -244,8 +284,10 @@ def step_prediction(ctx: Check, count: int = 32) -> dict:
     differ = sum(a != b for a, b in zip(pred, expected, strict=True))
     check(differ == 0, f"{differ} of {len(x)} softmax predictions differ from the record's")
     confidence = probs.max(1).values.mean().item()
-    return {"note": f"{len(x)} test images, batch of {len(x)}: argmax equals the record's; mean top "
-            f"probability {confidence:.3f}"}  # fmt: skip
+    return {
+        "note": f"{len(x)} test images, batch of {len(x)}: argmax equals the record's; mean top "
+        f"probability {confidence:.3f}"
+    }
 
 
 # ---------------------------------------------------------------- 3-5. measured recipes
@@ -283,8 +325,10 @@ def step_fast_process(ctx: Check) -> dict:
 def step_paper_epoch(ctx: Check) -> dict:
     rec = train(ctx, "paper", "--model", "cnn", "--recipe", "paper", *ctx.measured(), "--epochs", 1)
     evals, seconds = len(rec["history"]["test"]), rec["seconds_eval_during_training"]
-    note = (f"1 epoch at batch 30, {rec['steps']} steps; s: the epoch, incl. {evals} test evaluation(s) "
-            f"({seconds:.2f} s); earlier H100 figure {PAPER_H100} s")  # fmt: skip
+    note = (
+        f"1 epoch at batch 30, {rec['steps']} steps; s: the epoch, incl. {evals} test evaluation(s) "
+        f"({seconds:.2f} s); earlier H100 figure {PAPER_H100} s"
+    )
     return {"accuracy": rec["accuracy"], "seconds": rec["seconds_per_epoch"], "note": note}
 
 
@@ -370,9 +414,17 @@ def write_outputs(ctx: Check, args, rows: list[dict], seconds: float) -> str:
     results.mkdir(parents=True, exist_ok=True)
     environment = {**versions("numpy", "torch", "torchvision", "scikit-learn", "Pillow"), **ctx.env}
     config = {"device": ctx.device, "quick": ctx.quick, "data_dir": str(ctx.data_dir), "seeds": ctx.seeds}
-    write_json(results / "bench-gpu.json", {"rows": rows, "counts": counts, "environment": environment,
-                                            "config": config, "goals": {"fast": FAST_GOAL, "gpu": GPU_GOALS},
-                                            "seconds_total": seconds})  # fmt: skip
+    write_json(
+        results / "bench-gpu.json",
+        {
+            "rows": rows,
+            "counts": counts,
+            "environment": environment,
+            "config": config,
+            "goals": {"fast": FAST_GOAL, "gpu": GPU_GOALS},
+            "seconds_total": seconds,
+        },
+    )
     with atomic_path(results / "bench-gpu.md") as tmp:
         tmp.write_text(text)
     return text

@@ -23,8 +23,12 @@ def timed_row(name: str, data: dict, baseline: str | None = None, **flags) -> di
     with ml_main.engine(config["engine"]):
         _, run = ml_main.fit_predict(config, config["seed"], data)
     detail = f"{len(data['train'][1])} train; fit {run['seconds_fit']:.1f}s + predict {run['seconds_predict']:.1f}s"
-    row = {"name": name, "accuracy": run["accuracy"], "seconds": run["seconds_fit"] + run["seconds_predict"],
-           "note": f"{detail}; {run['estimator']}"}  # fmt: skip
+    row = {
+        "name": name,
+        "accuracy": run["accuracy"],
+        "seconds": run["seconds_fit"] + run["seconds_predict"],
+        "note": f"{detail}; {run['estimator']}",
+    }
     print(f"  {name}: {100 * row['accuracy']:.2f}% in {row['seconds']:.1f}s", flush=True)
     return row | ({"baseline": baseline} if baseline else {})
 
@@ -62,6 +66,15 @@ def run(args) -> list[dict]:
     base = f"svm paper: SVC() float64, sklearn ({subset['train_size']} train)"
     rows.append(timed_row(base, small, algo="svm", recipe="paper", **subset))
     if has_intelex:
-        rows.append(timed_row(base.replace("sklearn", "sklearnex"), small, base, algo="svm", recipe="paper",
-                              engine="sklearnex", **subset))  # fmt: skip
+        rows.append(
+            timed_row(
+                base.replace("sklearn", "sklearnex"),
+                small,
+                base,
+                algo="svm",
+                recipe="paper",
+                engine="sklearnex",
+                **subset,
+            )
+        )
     return rows

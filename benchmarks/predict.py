@@ -11,10 +11,10 @@ import time
 from pathlib import Path
 
 import numpy as np
+
 from mnistlab.data import load_split
 from mnistlab.images import read_digit, write_photos
 from mnistlab.saved_models import find_models
-
 
 
 def run(args, n: int = 200) -> list[dict]:

@@ -51,8 +51,13 @@ def find_source_files(src: Path) -> dict:
     """Map (split, kind) to the file in ``src``, accepting .gz or not and the dotted variant."""
     try:
         if not src.is_dir():
-            what = ("is a broken symbolic link (or a loop of them)" if src.is_symlink() else
-                    "is a file, not a folder" if src.exists() else "does not exist")  # fmt: skip
+            what = (
+                "is a broken symbolic link (or a loop of them)"
+                if src.is_symlink()
+                else "is a file, not a folder"
+                if src.exists()
+                else "does not exist"
+            )
             raise ProjectError(f"source folder {src} {what}; pass --source DIR with the four IDX files")
         src.resolve(strict=True)
     except (OSError, RuntimeError) as exc:  # a symlink loop, a path too long...
@@ -124,8 +129,10 @@ def parse_split(raw_dir: Path, split: str, n_classes: int) -> tuple[np.ndarray, 
             arrays.append(reader(str(path)).numpy())
         except (AssertionError, TypeError, ValueError, RuntimeError, KeyError, IndexError) as exc:
             detail = str(exc).splitlines()[0][:80] if str(exc) else type(exc).__name__
-            raise ProjectError(f"{path} is not a valid IDX {kind} file ({detail}); truncated, corrupt "
-                               f"or the wrong kind of file: replace it") from None  # fmt: skip
+            raise ProjectError(
+                f"{path} is not a valid IDX {kind} file ({detail}); truncated, corrupt "
+                f"or the wrong kind of file: replace it"
+            ) from None
     x, y = arrays[0].astype(np.uint8), arrays[1].astype(np.int64)
     if x.shape[1:] != (28, 28):
         raise ProjectError(f"{raw_dir}: {split} images are {x.shape[1]}x{x.shape[2]}, expected 28x28")
@@ -248,9 +255,18 @@ def build(dataset, source, files, out, expected, fix, fingerprint, write_json_fi
         for split in ("train", "test"):
             write_json_split(out / f"{split}.json", arrays[f"x_{split}"], arrays[f"y_{split}"], quiet)
             outputs[f"{split}.json"] = sha256(out / f"{split}.json")
-    manifest = {"format": FORMAT, "dataset": dataset, "source": str(source), "source_sha256": fingerprint,
-                "idx_sha256": idx_sums, "checksums_verified": bool(expected), "n_train": len(arrays["y_train"]),
-                "n_test": len(arrays["y_test"]), "classes": classes, "outputs": outputs}  # fmt: skip
+    manifest = {
+        "format": FORMAT,
+        "dataset": dataset,
+        "source": str(source),
+        "source_sha256": fingerprint,
+        "idx_sha256": idx_sums,
+        "checksums_verified": bool(expected),
+        "n_train": len(arrays["y_train"]),
+        "n_test": len(arrays["y_test"]),
+        "classes": classes,
+        "outputs": outputs,
+    }
     write_json(out / "manifest.json", manifest)
     return manifest
 

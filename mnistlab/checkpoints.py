@@ -45,8 +45,10 @@ def save_checkpoint(path: Path, model, opt, sched, state: dict, config: dict, fi
     weights = model.state_dict()
     bad = non_finite(weights)
     if bad:
-        raise ProjectError(f"the weights became non-finite ({bad[0]}) at step {state['step']}; lower --lr "
-                           f"(nothing saved: {path} keeps the last good checkpoint, if any)")  # fmt: skip
+        raise ProjectError(
+            f"the weights became non-finite ({bad[0]}) at step {state['step']}; lower --lr "
+            f"(nothing saved: {path} keeps the last good checkpoint, if any)"
+        )
     ckpt = {
         "model": weights,
         "optimizer": opt.state_dict() if opt else None,
@@ -116,22 +118,36 @@ def load_model(path, device: str = "cpu"):
     ckpt = read_checkpoint(path)
     config = ckpt["config"]
     if ckpt.get("final") is not True:
-        raise ProjectError(f"{path} is an unfinished run (stopped at step {ckpt.get('step')!r}); finish it with "
-                           "python dl_main.py --resume and the same flags, or train it anew")  # fmt: skip
+        raise ProjectError(
+            f"{path} is an unfinished run (stopped at step {ckpt.get('step')!r}); finish it with "
+            "python dl_main.py --resume and the same flags, or train it anew"
+        )
     hidden, dropout, classes = config.get("hidden_size"), config.get("dropout"), config.get("classes")
     width, stem = config.get("width"), config.get("stem")
-    if not (isinstance(hidden, int) and 1 <= hidden <= MAX_HIDDEN and isinstance(dropout, (int, float))
-            and 0 <= dropout < 1 and isinstance(classes, list) and 2 <= len(classes) <= 1000
-            and isinstance(width, int) and 1 <= width <= MAX_WIDTH and stem in STEMS):  # fmt: skip
-        raise ProjectError(f"{path}: its config does not describe a network of this repo (hidden_size {hidden!r}, "
-                           f"width {width!r}, stem {stem!r}, dropout {dropout!r}); it is refused")  # fmt: skip
+    if not (
+        isinstance(hidden, int)
+        and 1 <= hidden <= MAX_HIDDEN
+        and isinstance(dropout, (int, float))
+        and 0 <= dropout < 1
+        and isinstance(classes, list)
+        and 2 <= len(classes) <= 1000
+        and isinstance(width, int)
+        and 1 <= width <= MAX_WIDTH
+        and stem in STEMS
+    ):
+        raise ProjectError(
+            f"{path}: its config does not describe a network of this repo (hidden_size {hidden!r}, "
+            f"width {width!r}, stem {stem!r}, dropout {dropout!r}); it is refused"
+        )
     try:
         with torch.device("meta"):
             expected = build_model(config["model"], hidden, dropout, len(classes), width, stem).state_dict()
     except (KeyError, TypeError, ValueError) as exc:
         raise ProjectError(f"{path}: its config does not describe a known network ({exc})") from None
     saved = ckpt["model"]
-    wrong = [k for k, v in expected.items() if k not in saved or not torch.is_tensor(saved[k]) or saved[k].shape != v.shape]
+    wrong = [
+        k for k, v in expected.items() if k not in saved or not torch.is_tensor(saved[k]) or saved[k].shape != v.shape
+    ]
     if wrong or set(saved) != set(expected):
         what = wrong[0] if wrong else "its set of tensors"
         raise ProjectError(f"{path}: its weights do not fit the network its config describes ({what}); it is refused")
@@ -142,6 +158,8 @@ def load_model(path, device: str = "cpu"):
     with torch.inference_mode():
         finite = bool(model(probe).float().isfinite().all())
     if not finite:
-        raise ProjectError(f"{path}: the network computes non-finite scores (a broken batch norm or weights); "
-                           "it is refused: retrain that run")  # fmt: skip
+        raise ProjectError(
+            f"{path}: the network computes non-finite scores (a broken batch norm or weights); "
+            "it is refused: retrain that run"
+        )
     return model, config

@@ -40,8 +40,9 @@ def train_val_indices(n: int, train_size: int | None, val_size: int) -> tuple[np
     val, rest = np.sort(order[:val_size]), np.sort(order[val_size:])
     if train_size is not None and train_size > len(rest):
         held = f" after holding out --val-size {val_size}" if val_size else ""
-        raise ProjectError(f"--train-size {train_size}: only {len(rest)} training images are left{held}; "
-                           "choose a smaller size")  # fmt: skip
+        raise ProjectError(
+            f"--train-size {train_size}: only {len(rest)} training images are left{held}; choose a smaller size"
+        )
     return rest[:train_size], val
 
 

@@ -11,6 +11,7 @@ import torch
 from mnistlab.errors import ProjectError
 from mnistlab.machine import idle_cores, usable_cores
 
+
 # ---------------------------------------------------------------- device and data
 def resolve_device(name: str):
     if name == "auto":
@@ -73,8 +74,10 @@ def setup_torch(config: dict, device) -> None:
         keep_freed_memory()
     threads, cores = config["threads"] or idle_cores(), usable_cores()  # --threads 0: the cores no one is busy on
     if threads < cores and not config["threads"]:
-        print(f"note: {cores - threads} of {cores} cores are busy with other work; "
-              f"training with {threads} thread(s) (--threads N to choose)")  # fmt: skip
+        print(
+            f"note: {cores - threads} of {cores} cores are busy with other work; "
+            f"training with {threads} thread(s) (--threads N to choose)"
+        )
     torch.set_num_threads(threads)
     if device.type == "cuda":
         os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # needed by deterministic cuBLAS

@@ -9,6 +9,7 @@ from mnistlab.datasets import SIDE
 
 N_PIXELS = SIDE * SIDE
 
+
 def pixel_moments(images: np.ndarray):
     """Centre of mass (row, column) and shear (cov(row, col) / var(row)) of each image, in one matrix product."""
     flat = images.reshape(len(images), -1).astype(np.float32)

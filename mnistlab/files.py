@@ -13,6 +13,7 @@ from pathlib import Path
 
 from mnistlab.errors import ProjectError
 
+
 def temp_name(path: Path) -> str:
     """A hidden temporary name beside ``path`` that carries this process's id, so a later run can tell a file
     left by a killed run (its process is gone) from one that a running process is still writing."""
@@ -44,9 +45,13 @@ def process_alive(pid: int) -> bool:
 
 def write_error(path: Path, exc: OSError) -> ProjectError:
     """One line for a failed write, naming the file and the cause."""
-    causes = {errno.ENOSPC: "no space left on the device", errno.EDQUOT: "disk quota exceeded",
-              errno.EROFS: "the file system is read-only", errno.EACCES: "permission denied",
-              errno.EPERM: "permission denied"}  # fmt: skip
+    causes = {
+        errno.ENOSPC: "no space left on the device",
+        errno.EDQUOT: "disk quota exceeded",
+        errno.EROFS: "the file system is read-only",
+        errno.EACCES: "permission denied",
+        errno.EPERM: "permission denied",
+    }
     cause = causes.get(exc.errno, exc.strerror or str(exc))
     return ProjectError(f"cannot write {path}: {cause}; free some space or choose another output folder")
 

@@ -15,6 +15,7 @@ from mnistlab.machine import usable_cores
 from mnistlab.paths import BUNDLED, CHECKPOINTS, PLOTS, RESULTS
 from mnistlab.recipes import CLASSICAL, NETWORKS, PREFERRED
 
+
 def _bounded(kind, holds, bound: str):
     def check(text: str):
         value = kind(text)
@@ -68,22 +69,33 @@ DEVICES = ("auto", "cpu", "cuda", "mps")
 
 def add_data_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("data")
-    g.add_argument("--dataset", type=dataset_type, default="mnist",
-                   help="dataset prepared under --data-dir (default: mnist)")  # fmt: skip
+    g.add_argument(
+        "--dataset", type=dataset_type, default="mnist", help="dataset prepared under --data-dir (default: mnist)"
+    )
     g.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: the repo's data/)")
     g.add_argument("--train-size", type=positive(int), help="train on the first N training images (default: all)")
-    g.add_argument("--val-size", type=non_negative(int), default=0,
-                   help="hold out N training images (a fixed random draw) and score on them instead of the test "
-                        "set, which is then not touched: for choosing settings (default: 0)")  # fmt: skip
+    g.add_argument(
+        "--val-size",
+        type=non_negative(int),
+        default=0,
+        help="hold out N training images (a fixed random draw) and score on them instead of the test "
+        "set, which is then not touched: for choosing settings (default: 0)",
+    )
     g.add_argument("--test-size", type=positive(int), help="score on the first N test images (default: all)")
 
 
 def add_run_flags(p: argparse.ArgumentParser, checkpoints: bool = True) -> None:
     g = p.add_argument_group("run")
     g.add_argument("--seed", type=seed_type, default=0, help=f"random seed, 0 to {MAX_SEED} (default: 0)")
-    g.add_argument("--seeds", type=in_range(int, 1, 1000), default=1, help="run seeds seed..seed+N-1; report mean ± std")
-    g.add_argument("--threads", type=non_negative(int), default=0,
-                   help=f"CPU threads (default 0: every usable core, {usable_cores()} here)")  # fmt: skip
+    g.add_argument(
+        "--seeds", type=in_range(int, 1, 1000), default=1, help="run seeds seed..seed+N-1; report mean ± std"
+    )
+    g.add_argument(
+        "--threads",
+        type=non_negative(int),
+        default=0,
+        help=f"CPU threads (default 0: every usable core, {usable_cores()} here)",
+    )
     add_output_flags(g, checkpoints)
 
 
@@ -91,8 +103,9 @@ def add_output_flags(g, checkpoints: bool = True) -> None:
     g.add_argument("--results-dir", type=Path, default=RESULTS, help="run records (default: the repo's results/)")
     g.add_argument("--plots-dir", type=Path, default=PLOTS, help="figures (default: the repo's plots/)")
     if checkpoints:
-        g.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINTS,
-                       help="saved models (default: the repo's checkpoints/)")  # fmt: skip
+        g.add_argument(
+            "--checkpoint-dir", type=Path, default=CHECKPOINTS, help="saved models (default: the repo's checkpoints/)"
+        )
 
 
 def add_device_flag(p) -> None:
@@ -102,11 +115,14 @@ def add_device_flag(p) -> None:
 def check_common(config: dict) -> None:
     """Checks shared by every main, before any work."""
     if config.get("threads", 0) > usable_cores():
-        raise ProjectError(f"--threads {config['threads']}: only {usable_cores()} cores are usable here; "
-                           "choose fewer (0: all of them)")  # fmt: skip
+        raise ProjectError(
+            f"--threads {config['threads']}: only {usable_cores()} cores are usable here; choose fewer (0: all of them)"
+        )
     if config.get("seed", 0) + config.get("seeds", 1) - 1 > MAX_SEED:
-        raise ProjectError(f"--seed {config['seed']} with --seeds {config['seeds']} runs past the largest seed "
-                           f"{MAX_SEED}; choose a smaller --seed")  # fmt: skip
+        raise ProjectError(
+            f"--seed {config['seed']} with --seeds {config['seeds']} runs past the largest seed "
+            f"{MAX_SEED}; choose a smaller --seed"
+        )
     if config.get("val_size") and config.get("test_size"):
         raise ProjectError("--test-size does nothing with --val-size (a validation run never touches the test set)")
 
@@ -124,10 +140,17 @@ def add_model_flags(p) -> None:
     which.add_argument("--checkpoint", type=Path, help="a saved model file (.pt network or .skops classical model)")
     which.add_argument("--model", choices=NETWORKS + CLASSICAL, help="which model (default: cnn)")
     which.add_argument("--all", action="store_true", help="every trained model, side by side")
-    p.add_argument("--recipe", help=f"the model's recipe (networks: {', '.join(PREFERRED['network'])}; classical: "
-                   f"{', '.join(PREFERRED['classical'])}); default: the first of those that is trained")  # fmt: skip
-    p.add_argument("--checkpoint-dir", type=Path, default=CHECKPOINTS,
-                   help="where the models are (default: checkpoints/ beside this script)")  # fmt: skip
+    p.add_argument(
+        "--recipe",
+        help=f"the model's recipe (networks: {', '.join(PREFERRED['network'])}; classical: "
+        f"{', '.join(PREFERRED['classical'])}); default: the first of those that is trained",
+    )
+    p.add_argument(
+        "--checkpoint-dir",
+        type=Path,
+        default=CHECKPOINTS,
+        help="where the models are (default: checkpoints/ beside this script)",
+    )
     p.add_argument("--dataset", type=dataset_type, default="mnist", help="which dataset's models (default: mnist)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="for networks (default: auto)")
 

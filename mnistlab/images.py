@@ -38,8 +38,10 @@ def read_grey(source, name: str | None = None) -> np.ndarray:
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit at all: refused
             with Image.open(opened) as img:
                 if max(img.size) > MAX_SIDE:
-                    raise ProjectError(f"{name}: image is {img.width}x{img.height} pixels, over the "
-                                       f"{MAX_SIDE}-pixel side limit; scale it down")  # fmt: skip
+                    raise ProjectError(
+                        f"{name}: image is {img.width}x{img.height} pixels, over the "
+                        f"{MAX_SIDE}-pixel side limit; scale it down"
+                    )
                 return grey_levels(ImageOps.exif_transpose(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ProjectError(too_large(name, exc)) from None
@@ -63,8 +65,10 @@ def too_large(name: str, exc: Exception) -> str:
     limit = Image.MAX_IMAGE_PIXELS or 0
     found = re.search(r"\((\d+) pixels\)", str(exc))
     size = f"{int(found[1]) / 1e6:,.0f} million pixels" if found else "too many pixels"
-    return (f"{name}: image has {size}, over the {limit / 1e6:.0f} million-pixel limit that guards against "
-            f"decompression bombs; scale it down")  # fmt: skip
+    return (
+        f"{name}: image has {size}, over the {limit / 1e6:.0f} million-pixel limit that guards against "
+        f"decompression bombs; scale it down"
+    )
 
 
 def grey_levels(img: Image.Image) -> np.ndarray:

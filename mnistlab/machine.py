@@ -8,6 +8,7 @@ import platform
 import time
 from importlib import metadata
 
+
 def usable_cores() -> int:
     """Cores this process may run on (a container's or taskset's limit on Linux; every core elsewhere)."""
     affinity = getattr(os, "sched_getaffinity", None)  # Linux only
@@ -56,8 +57,12 @@ def cpu_model() -> str:
 
 def versions(*packages: str) -> dict:
     """Python, platform and installed package versions, for run records."""
-    out = {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu_model(),
-           "cpus": usable_cores()}  # fmt: skip
+    out = {
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "cpu": cpu_model(),
+        "cpus": usable_cores(),
+    }
     for name in packages:
         try:
             out[name] = metadata.version(name)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from mnistlab.files import atomic_path
 
+
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend: figures are saved, never shown.
 
@@ -50,9 +51,15 @@ def draw_confusion(ax, y_true, y_pred, classes, title: str, fontsize: float | No
     from sklearn.metrics import ConfusionMatrixDisplay  # here: 0.8 s of imports a --help need not pay
 
     display = ConfusionMatrixDisplay.from_predictions(
-        y_true, y_pred, labels=range(len(classes)), display_labels=classes, ax=ax, colorbar=False,
-        text_kw={"fontsize": fontsize}, xticks_rotation=45 if names_are_words(classes) else "horizontal",
-    )  # fmt: skip
+        y_true,
+        y_pred,
+        labels=range(len(classes)),
+        display_labels=classes,
+        ax=ax,
+        colorbar=False,
+        text_kw={"fontsize": fontsize},
+        xticks_rotation=45 if names_are_words(classes) else "horizontal",
+    )
     display.ax_.set_title(title)
 
 

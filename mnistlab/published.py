@@ -53,7 +53,7 @@ TABLES = {
             "logreg": 0.842,
             "dt": 0.798,
             "cnn": (0.916, 0.932),
-        },  # fmt: skip
+        },
         notes={
             "svm": "published: SVC(C=10, kernel=rbf)",
             "gb": "published: GradientBoostingClassifier(n_estimators=100, max_depth=10); here its histogram version "

@@ -9,11 +9,24 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
-
-
 # Flags that say where or how to run, not what is trained: they never change a run's name (or its results).
-RUNTIME = {"device", "threads", "data_dir", "results_dir", "plots_dir", "checkpoint_dir", "resume", "stop_after",
-           "log_every", "eval_every", "engine", "algo", "model", "recipe", "dataset"}  # fmt: skip
+RUNTIME = {
+    "device",
+    "threads",
+    "data_dir",
+    "results_dir",
+    "plots_dir",
+    "checkpoint_dir",
+    "resume",
+    "stop_after",
+    "log_every",
+    "eval_every",
+    "engine",
+    "algo",
+    "model",
+    "recipe",
+    "dataset",
+}
 
 
 def run_name(config: dict, explicit: dict) -> str:

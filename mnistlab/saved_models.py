@@ -78,11 +78,17 @@ def save_classical(pipeline, path, meta: dict, check_X) -> Path:
     if the pipeline reloaded from it, through the trusted-type list, predicts their labels as ``pipeline`` does.
     """
     path = Path(path)
-    record = {**meta, "score_kind": score_kind(pipeline), "estimator": qualified(type(final_step(pipeline))),
-              "versions": {name: version(name) for name in ("scikit-learn", "skops")}}  # fmt: skip
+    record = {
+        **meta,
+        "score_kind": score_kind(pipeline),
+        "estimator": qualified(type(final_step(pipeline))),
+        "versions": {name: version(name) for name in ("scikit-learn", "skops")},
+    }
     saved = {"format": FORMAT, "meta": json.dumps(record, default=plain_json), "pipeline": pipeline}
     data = sio.dumps(saved, compression=zipfile.ZIP_DEFLATED)
-    reloaded, _ = loads_trusted(data, path, "not saved", "add its types to mnistlab.saved_models.TRUSTED if they are safe")
+    reloaded, _ = loads_trusted(
+        data, path, "not saved", "add its types to mnistlab.saved_models.TRUSTED if they are safe"
+    )
     check_same_labels(pipeline, reloaded, check_X, path)
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
@@ -107,8 +113,10 @@ def check_same_labels(fitted, saved, check_X, path: Path) -> None:
         raise ValueError("save_classical needs some check_X images to compare the saved model with")
     differ = int(np.sum(fitted.predict(x) != saved.predict(x)))
     if differ:
-        raise ProjectError(f"{path}: not saved: the saved copy of the model labels {differ} of {len(x)} check "
-                           f"images differently from the fitted model")  # fmt: skip
+        raise ProjectError(
+            f"{path}: not saved: the saved copy of the model labels {differ} of {len(x)} check "
+            f"images differently from the fitted model"
+        )
 
 
 def loads_trusted(data: bytes, path: Path, refusal: str = "refused", fix: str = "delete it and retrain"):
@@ -252,8 +260,9 @@ def find_model(model: str, recipe: str | None = None, checkpoint_dir=CHECKPOINTS
         if (folder / name).is_file():
             return folder / name
     looked = names[0] if len(names) == 1 else "{" + ",".join(names) + "}"
-    raise ProjectError(f"no {model} model at {folder}/{looked}; train one with "
-                       f"{train_command(model, recipe, dataset, checkpoint_dir)}")  # fmt: skip
+    raise ProjectError(
+        f"no {model} model at {folder}/{looked}; train one with {train_command(model, recipe, dataset, checkpoint_dir)}"
+    )
 
 
 def find_models(checkpoint_dir=CHECKPOINTS, dataset: str = "mnist", device: str = "auto"):
@@ -287,8 +296,16 @@ def classify_all(predictors, x28, top: int = 3) -> list[dict]:
         scores = p.predict(x28)[0]
         ms = 1000 * (time.perf_counter() - start)
         best = ranked(scores, top)
-        rows.append({"name": p.name, "family": p.family, "label": p.classes[best[0]], "score_kind": p.score_kind,
-                     "top": [(p.classes[k], float(scores[k])) for k in best], "ms": ms})  # fmt: skip
+        rows.append(
+            {
+                "name": p.name,
+                "family": p.family,
+                "label": p.classes[best[0]],
+                "score_kind": p.score_kind,
+                "top": [(p.classes[k], float(scores[k])) for k in best],
+                "ms": ms,
+            }
+        )
     return rows
 
 
@@ -298,12 +315,14 @@ def chosen_models(args, prog: str) -> list:
     if args.checkpoint:
         return [load_predictor(args.checkpoint, args.device)]
     if not args.all:
-        return [load_predictor(find_model(args.model or "cnn", args.recipe, args.checkpoint_dir, args.dataset),
-                               args.device)]  # fmt: skip
+        return [
+            load_predictor(find_model(args.model or "cnn", args.recipe, args.checkpoint_dir, args.dataset), args.device)
+        ]
     predictors, missing = find_models(args.checkpoint_dir, args.dataset, args.device)
     if not predictors:
-        raise ProjectError(f"no trained models in {args.checkpoint_dir / args.dataset}; train one with, e.g., "
-                           f"{missing[0][1]}")  # fmt: skip
+        raise ProjectError(
+            f"no trained models in {args.checkpoint_dir / args.dataset}; train one with, e.g., {missing[0][1]}"
+        )
     if missing:
         hints = "; ".join(f"{model}: {command}" for model, command in missing)
         print(f"{prog}: note: not trained yet, so not shown: {hints}", file=sys.stderr)

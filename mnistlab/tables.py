@@ -7,6 +7,7 @@ from pathlib import Path
 from mnistlab.errors import ProjectError
 from mnistlab.files import atomic_path
 
+
 def replace_section(path: Path, marker: str, body: str) -> None:
     """Replace what lies between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` in a text file (the README's
     generated tables), atomically; one line naming the markers when they are missing."""

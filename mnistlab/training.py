@@ -37,8 +37,13 @@ def load_data(config: dict, device) -> dict:
         xt = xt.contiguous(memory_format=torch.channels_last)
         return xt, yt.to(device, non_blocking=pin)
 
-    return {"classes": splits["classes"], "eval_split": splits["eval_split"], "labels": splits["eval"][1],
-            "train": to_device(*splits["train"]), "eval": to_device(*splits["eval"])}  # fmt: skip
+    return {
+        "classes": splits["classes"],
+        "eval_split": splits["eval_split"],
+        "labels": splits["eval"][1],
+        "train": to_device(*splits["train"]),
+        "eval": to_device(*splits["eval"]),
+    }
 
 
 # ---------------------------------------------------------------- training and evaluation
@@ -83,8 +88,10 @@ def log_train(state: dict, window, epoch: float, total: int, bar, show: bool) ->
         )
     state["history"]["train"].append(point(state["step"], epoch, loss_sum / seen, correct / seen))
     if show:
-        bar.write(f"step {state['step']}/{total} epoch {epoch:.2f} | train loss {loss_sum / seen:.4f} "
-                  f"acc {100 * correct / seen:.2f}%")  # fmt: skip
+        bar.write(
+            f"step {state['step']}/{total} epoch {epoch:.2f} | train loss {loss_sum / seen:.4f} "
+            f"acc {100 * correct / seen:.2f}%"
+        )
 
 
 def log_eval(model, data: dict, state: dict, epoch: float, total: int, bar) -> tuple:
@@ -96,11 +103,15 @@ def log_eval(model, data: dict, state: dict, epoch: float, total: int, bar) -> t
     loss, acc, pred = evaluate(model, *data["eval"])
     seconds = time.perf_counter() - start
     if not math.isfinite(loss):
-        raise ProjectError(f"the {data['eval_split']} loss became {loss} at step {state['step']}; lower --lr "
-                           "(no results written, the last checkpoint kept)")  # fmt: skip
+        raise ProjectError(
+            f"the {data['eval_split']} loss became {loss} at step {state['step']}; lower --lr "
+            "(no results written, the last checkpoint kept)"
+        )
     state["history"][data["eval_split"]].append(point(state["step"], epoch, loss, acc))
-    bar.write(f"step {state['step']}/{total} epoch {epoch:.2f} | {data['eval_split']} loss {loss:.4f} "
-              f"acc {100 * acc:.2f}% | {state['seconds_train']:.0f}s")  # fmt: skip
+    bar.write(
+        f"step {state['step']}/{total} epoch {epoch:.2f} | {data['eval_split']} loss {loss:.4f} "
+        f"acc {100 * acc:.2f}% | {state['seconds_train']:.0f}s"
+    )
     return loss, acc, pred, seconds
 
 
@@ -133,8 +144,14 @@ class StopFlag:
 
 # ---------------------------------------------------------------- one run
 def fresh_state() -> dict:
-    return {"step": 0, "epoch": 0.0, "history": {"train": [], "test": [], "val": []}, "window": [0.0, 0.0, 0.0],
-            "seconds_train": 0.0, "seconds_eval": 0.0}  # fmt: skip
+    return {
+        "step": 0,
+        "epoch": 0.0,
+        "history": {"train": [], "test": [], "val": []},
+        "window": [0.0, 0.0, 0.0],
+        "seconds_train": 0.0,
+        "seconds_eval": 0.0,
+    }
 
 
 def checkpoint_files(config: dict, index: int) -> tuple[Path, Path]:

@@ -10,8 +10,8 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from mnistlab.datasets import N_CLASSES
 
+from mnistlab.datasets import N_CLASSES
 
 DIGITS = [str(i) for i in range(N_CLASSES)]
 
@@ -23,8 +23,14 @@ def write_network(path: Path, model: str = "cnn", seed: int = 0, classes=None) -
     from Network import build_model
 
     torch.manual_seed(seed)
-    config = {"model": model, "hidden_size": 16, "dropout": 0.5, "classes": classes or DIGITS, "width": 32,
-              "stem": "pool"}
+    config = {
+        "model": model,
+        "hidden_size": 16,
+        "dropout": 0.5,
+        "classes": classes or DIGITS,
+        "width": 32,
+        "stem": "pool",
+    }
     net = build_model(model, config["hidden_size"], config["dropout"], len(config["classes"]))
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save({"model": net.state_dict(), "config": config, "final": True}, path)
@@ -67,8 +73,13 @@ def replace_schema(data: bytes, edit) -> bytes:
 
 def eval_node(code: str) -> dict:
     """A skops node that calls builtins.eval(code) when it is constructed: what a hostile file would hold."""
-    text = {"__class__": "str", "__module__": "builtins", "__loader__": "JsonNode", "content": json.dumps(code),
-            "is_json": True}  # fmt: skip
+    text = {
+        "__class__": "str",
+        "__module__": "builtins",
+        "__loader__": "JsonNode",
+        "content": json.dumps(code),
+        "is_json": True,
+    }
     args = {"__class__": "tuple", "__module__": "builtins", "__loader__": "TupleNode", "content": [text]}
     return {"__class__": "eval", "__module__": "builtins", "__loader__": "ConstructorFromReduceNode", "content": args}
 

@@ -261,11 +261,14 @@ def tamper(npz_path, change):
         np.savez(f, **arrays)
 
 
-@pytest.mark.parametrize("change", [
-    lambda a: a.update(y_train=(a["y_train"] + 1) % 10),  # labels shifted
-    lambda a: a["x_test"].__setitem__(0, 255 - a["x_test"][0]),  # an image changed
-    lambda a: a.update(x_train=a["x_test"], y_train=a["y_test"], x_test=a["x_train"], y_test=a["y_train"]),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "change",
+    [
+        lambda a: a.update(y_train=(a["y_train"] + 1) % 10),  # labels shifted
+        lambda a: a["x_test"].__setitem__(0, 255 - a["x_test"][0]),  # an image changed
+        lambda a: a.update(x_train=a["x_test"], y_train=a["y_test"], x_test=a["x_train"], y_test=a["y_train"]),
+    ],
+)
 def test_tampered_cache_is_refused(small_source, tmp_path, change):
     prepare("tiny", source=small_source, data_dir=tmp_path, plots_dir=tmp_path, write_json_files=False, quiet=True)
     good = load_split("train", "tiny", tmp_path)
@@ -301,8 +304,18 @@ def test_killed_build_leaves_nothing_behind(small_source, tmp_path, capsys):
     out.mkdir(parents=True)
     stale = out / ".cache.npz.999999999.abcdef.tmp.npz"  # a temporary file whose process is gone
     stale.write_bytes(b"x" * 1000)
-    code, _, _ = run_cli(capsys, "--source", small_source, "--dataset", "tiny", "--data-dir", tmp_path / "d",
-                         "--plots-dir", tmp_path, "--no-json")  # fmt: skip
+    code, _, _ = run_cli(
+        capsys,
+        "--source",
+        small_source,
+        "--dataset",
+        "tiny",
+        "--data-dir",
+        tmp_path / "d",
+        "--plots-dir",
+        tmp_path,
+        "--no-json",
+    )
     assert code == 0 and not stale.exists()
 
 

@@ -21,9 +21,9 @@ import pytest
 from PIL import Image
 
 import demo
-from model_files import DIGITS, fit_pipeline
 from mnistlab.data import load_split
 from mnistlab.saved_models import save_classical
+from model_files import DIGITS, fit_pipeline
 
 SECRETS = (b"ThreadingHTTPServer", b"# Handwritten digits", b"root:")  # from demo.py, README.md, /etc/passwd
 

@@ -13,9 +13,9 @@ import torch
 import torch.nn.functional as F
 
 import dl_main
-from Network import build_model
 from mnistlab.checkpoints import load_model
 from mnistlab.data import load_split
+from Network import build_model
 
 # The classical models' record schema, plus what the networks add.
 RECORD_KEYS = """model name dataset accuracy split n_train n_eval seconds_train seconds_predict config seed versions
@@ -30,9 +30,18 @@ def run(full_mnist, tmp_path):
     def _run(*flags, train=300, test=200, folder="out"):
         out = tmp_path / folder
         sizes = ["--train-size", str(train)] + (["--test-size", str(test)] if test else [])
-        argv = ["--data-dir", str(data_dir), *sizes,
-                "--results-dir", str(out / "results"), "--plots-dir", str(out / "plots"),
-                "--checkpoint-dir", str(out / "ckpt"), *map(str, flags)]  # fmt: skip
+        argv = [
+            "--data-dir",
+            str(data_dir),
+            *sizes,
+            "--results-dir",
+            str(out / "results"),
+            "--plots-dir",
+            str(out / "plots"),
+            "--checkpoint-dir",
+            str(out / "ckpt"),
+            *map(str, flags),
+        ]
         return dl_main.main(argv), out
 
     return _run
@@ -94,8 +103,9 @@ def test_short_training_beats_floor(run, name, lr, epochs):
 
 def test_log_cadence(run, capsys):
     # 300 images in batches of 10: 30 steps an epoch, 60 in all.
-    code, out = run("--model", "mlp", "--epochs", 2, "--batch-size", 10, "--log-every", 7, "--eval-every", 25,
-                    "--print-every", 21)  # fmt: skip
+    code, out = run(
+        "--model", "mlp", "--epochs", 2, "--batch-size", 10, "--log-every", 7, "--eval-every", 25, "--print-every", 21
+    )
     assert code == 0
     history = result(out, "mlp")["history"]
     assert [p["step"] for p in history["train"]] == [7, 14, 21, 28, 35, 42, 49, 56]
@@ -146,8 +156,26 @@ def test_validation_run_never_touches_the_test_set(run):
 
 
 def test_resume_equals_uninterrupted_run(run):
-    flags = ["--model", "cnn", "--epochs", 2, "--batch-size", 20, "--log-every", 4, "--eval-every", 10,
-             "--optimizer", "adam", "--lr", 0.003, "--schedule", "onecycle", "--augment", 1]  # fmt: skip
+    flags = [
+        "--model",
+        "cnn",
+        "--epochs",
+        2,
+        "--batch-size",
+        20,
+        "--log-every",
+        4,
+        "--eval-every",
+        10,
+        "--optimizer",
+        "adam",
+        "--lr",
+        0.003,
+        "--schedule",
+        "onecycle",
+        "--augment",
+        1,
+    ]
     code, whole = run(*flags, folder="whole")
     assert code == 0
     code, parts = run(*flags, "--stop-after", 7, folder="parts")  # mid-epoch and mid-log-window
@@ -276,7 +304,7 @@ def test_wrong_checkpoints(run, capsys, tmp_path):
         fails_cleanly(capsys, run("--model", "mlp", "--epochs", 1, "--resume"), f"lacks its training state ({key}")
     # Checkpoints whose config or weights do not describe a network of this repo are refused.
     bad = {
-        "bad_shape.pt": ({**saved, "config": {**saved["config"], "hidden_size": 64}}, "does not fit a mlp"),
+        "bad_shape.pt": ({**saved, "config": {**saved["config"], "hidden_size": 64}}, "do not fit the network"),
         "huge.pt": ({**saved, "config": {**saved["config"], "hidden_size": 10**15}}, "refused"),
         "negative.pt": ({**saved, "config": {**saved["config"], "hidden_size": -5}}, "refused"),
         "stem.pt": ({**saved, "config": {**saved["config"], "model": "cnn", "stem": "nope"}}, "stem 'nope'"),
@@ -346,8 +374,10 @@ def test_explicit_amp_is_kept_with_a_warning(monkeypatch, capsys):
     assert devices.resolve_amp(False, cpu) is False and capsys.readouterr().out == ""
 
 
-@pytest.mark.parametrize(("running", "cores", "threads"), [("1/300", 2, 2), ("2/300", 2, 1), ("3/300", 2, 1),
-                                                           ("5/300", 2, 1), ("3/300", 8, 6)])  # fmt: skip
+@pytest.mark.parametrize(
+    ("running", "cores", "threads"),
+    [("1/300", 2, 2), ("2/300", 2, 1), ("3/300", 2, 1), ("5/300", 2, 1), ("3/300", 8, 6)],
+)
 def test_threads_leave_the_cores_that_others_are_busy_on(tmp_path, monkeypatch, running, cores, threads):
     """--threads 0 trains on the cores not busy with other work (this process itself is one running task)."""
     from mnistlab import machine

@@ -28,8 +28,12 @@ def fashion_run(tmp_path_factory, full_mnist):
     root = tmp_path_factory.mktemp("exp")
     x_train, y_train = load_split("train", data_dir=full_mnist[0], size=2000)
     x_test, y_test = load_split("test", data_dir=full_mnist[0], size=300)
-    arrays = {"x_train": x_train.transpose(0, 2, 1), "y_train": y_train,
-              "x_test": x_test.transpose(0, 2, 1), "y_test": y_test}  # fmt: skip
+    arrays = {
+        "x_train": x_train.transpose(0, 2, 1),
+        "y_train": y_train,
+        "x_test": x_test.transpose(0, 2, 1),
+        "y_test": y_test,
+    }
     source = write_source(root / "fashion", arrays)
     dirs = {name: root / name for name in ("data", "results", "plots", "checkpoint")}
     argv = ["--source", source, "--dataset", "tdigits", "--recipe", "fast"]

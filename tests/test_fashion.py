@@ -16,14 +16,14 @@ import Classifier
 import dl_main
 import experiment
 import ml_main
+import mnistlab.augment as augment
+import mnistlab.published as published
 import report
 from data_prep import prepare
 from mnistlab.data import load_split
 from mnistlab.datasets import known_classes
 from mnistlab.paths import REPO
 from mnistlab.saved_models import load_classical, save_classical
-import mnistlab.augment as augment
-import mnistlab.published as published
 
 SHARED = REPO.parent / "shared" / "fashion-mnist"
 needs_files = pytest.mark.skipif(not SHARED.is_dir(), reason=f"the Fashion-MNIST files are not at {SHARED}")
@@ -89,8 +89,12 @@ def test_experiment_runs_each_dataset_against_its_own_table(tmp_path):
         return [title for title, _ in experiment.plan(experiment.parse_args(argv + ["--data-dir", str(tmp_path)]), 0)]
 
     fashion = titles(["--dataset", "fashion-mnist"])
-    assert fashion[1:5] == ["classical models, benchmark settings", "classical models, tuned settings",
-                            "network mlp, fast recipe", "network cnn, fast recipe"]  # fmt: skip
+    assert fashion[1:5] == [
+        "classical models, benchmark settings",
+        "classical models, tuned settings",
+        "network mlp, fast recipe",
+        "network cnn, fast recipe",
+    ]
     assert titles([])[1] == "classical models, paper settings"  # MNIST: the write-up's
     assert titles(["--dataset", "kmnist"])[1] == "classical models, paper settings"
 
@@ -114,8 +118,11 @@ def fashion(tmp_path_factory):
     prepare("fashion-mnist", source=SHARED, data_dir=root / "data", plots_dir=root, write_json_files=False, quiet=True)
     dirs = [f"--{name}-dir={root / name}" for name in ("data", "results", "plots", "checkpoint")]
     common = ["--dataset", "fashion-mnist", "--train-size", "1000", "--test-size", "200", *dirs]
-    for argv in (["--algo", "svm", "--recipe", "benchmark"], ["--algo", "knn", "--recipe", "benchmark"],
-                 ["--algo", "svm"]):  # fmt: skip
+    for argv in (
+        ["--algo", "svm", "--recipe", "benchmark"],
+        ["--algo", "knn", "--recipe", "benchmark"],
+        ["--algo", "svm"],
+    ):
         assert ml_main.main(argv + common) == 0
     return root
 

@@ -42,9 +42,24 @@ def one_line(result: tuple[int, str], *phrases: str) -> str:
 
 @pytest.fixture
 def dl_args(full_mnist, tmp_path):
-    return ["--model", "mlp", "--epochs", "1", "--train-size", "600", "--test-size", "100",
-            "--data-dir", full_mnist[0], "--results-dir", tmp_path / "r", "--plots-dir", tmp_path / "p",
-            "--checkpoint-dir", tmp_path / "c"]  # fmt: skip
+    return [
+        "--model",
+        "mlp",
+        "--epochs",
+        "1",
+        "--train-size",
+        "600",
+        "--test-size",
+        "100",
+        "--data-dir",
+        full_mnist[0],
+        "--results-dir",
+        tmp_path / "r",
+        "--plots-dir",
+        tmp_path / "p",
+        "--checkpoint-dir",
+        tmp_path / "c",
+    ]
 
 
 def test_checkpoint_that_cannot_be_written_keeps_the_good_one(dl_args, tmp_path, capsys):
@@ -57,9 +72,24 @@ def test_checkpoint_that_cannot_be_written_keeps_the_good_one(dl_args, tmp_path,
 
 
 def test_classical_run_on_a_full_disk(full_mnist, tmp_path, capsys):
-    argv = ["--algo", "knn", "--recipe", "paper", "--train-size", "3000", "--test-size", "100",
-            "--data-dir", full_mnist[0], "--results-dir", tmp_path / "r", "--plots-dir", tmp_path / "p",
-            "--checkpoint-dir", tmp_path / "c"]  # fmt: skip
+    argv = [
+        "--algo",
+        "knn",
+        "--recipe",
+        "paper",
+        "--train-size",
+        "3000",
+        "--test-size",
+        "100",
+        "--data-dir",
+        full_mnist[0],
+        "--results-dir",
+        tmp_path / "r",
+        "--plots-dir",
+        tmp_path / "p",
+        "--checkpoint-dir",
+        tmp_path / "c",
+    ]
     full = run_limited(ml_main.main, argv, 64 << 10, capsys)  # the saved KNN holds its 3000 training images: 2+ MB
     one_line(full, "cannot write")
     assert not [p for p in tmp_path.rglob("*") if p.is_file()]  # no partial record, model or figure

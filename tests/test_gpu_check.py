@@ -9,17 +9,32 @@ import json
 import pytest
 
 import bench
-import dl_main
 from benchmarks import gpu
+from mnistlab.recipes import RECIPES
 
-CUDA_PATH = ("short training beats the floor", "resume equals uninterrupted", "evaluation of the checkpoint",
-             "prediction (softmax)")  # fmt: skip
+CUDA_PATH = (
+    "short training beats the floor",
+    "resume equals uninterrupted",
+    "evaluation of the checkpoint",
+    "prediction (softmax)",
+)
 
 
 def test_gpu_check_runs_on_the_cpu(full_mnist, tmp_path, capsys):
     results = tmp_path / "results"
-    code = bench.main(["--suite", "gpu", "--device", "cpu", "--quick", "--data-dir", str(full_mnist[0]),
-                       "--results-dir", str(results)])  # fmt: skip
+    code = bench.main(
+        [
+            "--suite",
+            "gpu",
+            "--device",
+            "cpu",
+            "--quick",
+            "--data-dir",
+            str(full_mnist[0]),
+            "--results-dir",
+            str(results),
+        ]
+    )
     out = capsys.readouterr().out
     saved = json.loads((results / "bench-gpu.json").read_text())
     rows = {r["check"]: r for r in saved["rows"]}
@@ -33,7 +48,7 @@ def test_gpu_check_runs_on_the_cpu(full_mnist, tmp_path, capsys):
     assert rows["evaluation of the checkpoint"]["accuracy"] == rows["short training beats the floor"]["accuracy"]
     assert [rows[n]["status"] for n in ("fast recipe, process time", "gpu recipe, process time")] == ["skip"] * 2
     assert rows["fast recipe, seeds"]["status"] == "pass" and len(rows["fast recipe, seeds"]["runs"]) == 2
-    assert rows["gpu recipe, seeds"]["status"] == ("pass" if "gpu" in dl_main.RECIPES else "skip")
+    assert rows["gpu recipe, seeds"]["status"] == ("pass" if "gpu" in RECIPES else "skip")
     assert rows["published cnn, s/epoch"]["seconds"] > 0
     assert all(r["wall"] >= 0 for r in saved["rows"])
     env = saved["environment"]
@@ -63,13 +78,6 @@ def test_a_failing_step_is_a_row_and_the_check_goes_on(tmp_path, monkeypatch):
     assert rows[0]["note"] == "RuntimeError: no kernel image is available for execution on the device"
     assert "| 3 | fine | pass | 50.00% | 1.00 |" in (tmp_path / "r" / "bench-gpu.md").read_text()
     assert "a / b" in (tmp_path / "r" / "bench-gpu.md").read_text()  # a note cannot break the table
-
-
-def test_suite_flag_keeps_the_older_only():
-    assert bench.parse_args(["--only", "data", "ml"]).suite == ["data", "ml"]
-    args = bench.parse_args(["--suite", "gpu", "--device", "cpu", "--quick"])
-    assert (args.suite, args.device, args.quick) == (["gpu"], "cpu", True)
-    assert bench.parse_args([]).suite == list(bench.SUITES) and "gpu" not in bench.SUITES
 
 
 def test_speed_table_is_written_from_one_run(tmp_path, capsys):

@@ -10,11 +10,12 @@ import torch
 
 import dl_main
 import handwriting
-from model_files import DIGITS, fit_pipeline
+import mnistlab.augment as augment
 from mnistlab.data import load_split
 from mnistlab.images import to_mnist
+from mnistlab.recipes import DISTORTED
 from mnistlab.saved_models import save_classical
-import mnistlab.augment as augment
+from model_files import DIGITS, fit_pipeline
 
 
 def strokes(n: int = 8) -> torch.Tensor:
@@ -131,34 +132,64 @@ def test_uci_digits_are_the_sklearn_ones_through_to_mnist():
 def test_cli_measures_every_model_side_by_side(full_mnist, tmp_path, monkeypatch, capsys):
     """A network trained with the handwriting recipe and a classical model, measured with --all."""
     out, data = tmp_path / "out", full_mnist[0]
-    code = dl_main.main(["--data-dir", str(data), "--train-size", "2000", "--test-size", "200", "--epochs", "2",
-                         "--recipe", "handwriting", "--threads", "1", "--results-dir", str(out / "r"),
-                         "--plots-dir", str(out / "p"), "--checkpoint-dir", str(out / "c")])  # fmt: skip
+    code = dl_main.main(
+        [
+            "--data-dir",
+            str(data),
+            "--train-size",
+            "2000",
+            "--test-size",
+            "200",
+            "--epochs",
+            "2",
+            "--recipe",
+            "best",
+            "--threads",
+            "1",
+            "--results-dir",
+            str(out / "r"),
+            "--plots-dir",
+            str(out / "p"),
+            "--checkpoint-dir",
+            str(out / "c"),
+        ]
+    )
     assert code == 0
     models = out / "c" / "mnist"
-    (trained,) = models.glob("cnn-handwriting-*.pt")  # named by its explicit settings; --all looks for <model>-<recipe>
-    trained.rename(models / "cnn-handwriting.pt")
+    (trained,) = models.glob("cnn-best-*.pt")  # named by its explicit settings; --all looks for <model>-<recipe>
+    trained.rename(models / "cnn-best.pt")
     x, y = load_split("train", data_dir=data, size=2000)
     meta = {"model": "knn", "recipe": "paper", "classes": DIGITS}
     save_classical(fit_pipeline("knn", x, y), models / "knn-paper.skops", meta, x[:50])
     monkeypatch.setattr(handwriting, "FONT_VARIANTS", 1)
     monkeypatch.setattr(handwriting, "STROKE_VARIANTS", 2)
-    argv = ["--all", "--checkpoint-dir", out / "c", "--device", "cpu", "--sets", "uci-nearest,drawn-val",
-            "--results-dir", out / "r"]  # fmt: skip
+    argv = [
+        "--all",
+        "--checkpoint-dir",
+        out / "c",
+        "--device",
+        "cpu",
+        "--sets",
+        "uci-nearest,drawn-val",
+        "--results-dir",
+        out / "r",
+    ]
     assert handwriting.main([str(a) for a in argv]) == 0
     printed = capsys.readouterr().out
     folder = out / "r" / "mnist" / "handwriting"
-    cnn, knn = (json.loads((folder / f"{name}.json").read_text()) for name in ("cnn-handwriting", "knn-paper"))
+    cnn, knn = (json.loads((folder / f"{name}.json").read_text()) for name in ("cnn-best", "knn-paper"))
     assert set(cnn["sets"]) == {"uci-nearest", "drawn-val"} and cnn["model"] == "cnn" and knn["family"] == "classical"
     uci = cnn["sets"]["uci-nearest"]
     assert uci["n"] == 1797 and 0.2 < uci["accuracy"] <= 1  # 2 epochs on 2000 images: well above chance (0.1)
     assert set(uci["per_class_accuracy"]) == {str(d) for d in range(10)}
-    assert cnn["recipe"] == "handwriting" and cnn["distort"] == dl_main.HANDWRITING["distort"]
+    assert cnn["recipe"] == "best" and cnn["distort"] == DISTORTED["distort"]
     knn_uci = knn["sets"]["uci-nearest"]["accuracy"]
     assert 0.2 < knn_uci <= 1 and f"{100 * knn_uci:.2f}%" in printed
     rows = (folder / "table.md").read_text().splitlines()
     assert rows[0] == "| model | uci-nearest | drawn-val |" and {r.split(" | ")[0] for r in rows[2:]} == {
-        "| cnn-handwriting", "| knn-paper"}  # fmt: skip
+        "| cnn-best",
+        "| knn-paper",
+    }
     assert f"{100 * uci['accuracy']:.2f}%" in rows[2] + rows[3]
 
 
@@ -177,6 +208,6 @@ def test_dl_main_distort_flag(capsys):
     with pytest.raises(SystemExit):
         dl_main.make_config(["--distort", "sparkle"])
     assert "unknown distortion sparkle" in capsys.readouterr().err
-    config = dl_main.make_config(["--recipe", "handwriting"])
+    config = dl_main.make_config(["--recipe", "best"])
     assert config["augment"] > 0 and config["distort"] and config["target"] >= 0.993
-    assert config["name"] == "cnn-handwriting"
+    assert config["name"] == "cnn-best"

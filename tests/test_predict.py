@@ -14,10 +14,10 @@ from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
 import predict
-from model_files import DIGITS, fit_pipeline, png_header, write_network
 from mnistlab.data import load_split
 from mnistlab.images import read_digit, to_mnist, write_photos
 from mnistlab.paths import REPO
+from model_files import DIGITS, fit_pipeline, png_header, write_network
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def test_layout_matches_mnist(full_mnist):
     """Ink fits a 20x20 box and its centre of mass sits in the middle of 28x28, whatever the input size."""
     digit = load_split("test", data_dir=full_mnist[0], size=1)[0][0]
     page = np.full((300, 500), 255, dtype=np.uint8)
-    page[40:40 + 224, 250:250 + 224] = 255 - np.asarray(Image.fromarray(digit).resize((224, 224)))  # fmt: skip
+    page[40 : 40 + 224, 250 : 250 + 224] = 255 - np.asarray(Image.fromarray(digit).resize((224, 224)))
     out = to_mnist(page / 255.0)
     rows, cols = np.nonzero(out > 0.25)
     assert max(np.ptp(rows), np.ptp(cols)) + 1 <= 21
@@ -141,14 +141,20 @@ def test_checkpoint_and_recipe_pick_the_file(models, photos, tmp_path, capsys):
 @pytest.mark.parametrize(
     "argv, expected",
     [
-        (["--model", "svm"], "no svm model at {dir}/mnist/{{svm-tuned.skops,svm-paper.skops,svm-benchmark.skops}}; "
-                             "train one with python ml_main.py --algo svm --checkpoint-dir {dir}"),
-        (["--model", "cnn", "--recipe", "best"], "no cnn model at {dir}/mnist/cnn-best.pt; "
-                                                 "train one with python dl_main.py --model cnn --recipe best "
-                                                 "--checkpoint-dir {dir}"),
+        (
+            ["--model", "svm"],
+            "no svm model at {dir}/mnist/{{svm-tuned.skops,svm-paper.skops,svm-benchmark.skops}}; "
+            "train one with python ml_main.py --algo svm --checkpoint-dir {dir}",
+        ),
+        (
+            ["--model", "cnn", "--recipe", "best"],
+            "no cnn model at {dir}/mnist/cnn-best.pt; "
+            "train one with python dl_main.py --model cnn --recipe best "
+            "--checkpoint-dir {dir}",
+        ),
         (["--model", "knn", "--recipe", "fast"], "knn has no recipe 'fast'; choose one of tuned, paper, benchmark"),
     ],
-)  # fmt: skip
+)
 def test_missing_model_is_one_line_naming_the_train_command(photos, tmp_path, capsys, argv, expected):
     code, out, err = run([photos[0][0], *argv, "--checkpoint-dir", tmp_path], capsys)
     assert code == 1 and out == []
@@ -161,12 +167,18 @@ def test_runs_from_any_folder_with_the_checkpoints_beside_the_script(photos, tmp
     repo.mkdir()
     for script in REPO.glob("*.py"):
         shutil.copy(script, repo)
+    shutil.copytree(REPO / "mnistlab", repo / "mnistlab")
     write_network(repo / "checkpoints" / "mnist" / "cnn-paper.pt")
     elsewhere = tmp_path / "elsewhere"
     (elsewhere / "checkpoints" / "mnist").mkdir(parents=True)
-    (elsewhere / "checkpoints" / "mnist" / "cnn-handwriting.pt").write_text("a decoy: preferred, if it were looked at")
+    (elsewhere / "checkpoints" / "mnist" / "cnn-best.pt").write_text("a decoy: preferred, if it were looked at")
     image = Path(shutil.copy(photos[0][0], elsewhere))
-    done = subprocess.run([sys.executable, repo / "predict.py", image.name, "--device", "cpu"], cwd=elsewhere,
-                          capture_output=True, text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, repo / "predict.py", image.name, "--device", "cpu"],
+        cwd=elsewhere,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 0, done.stderr
     assert re.fullmatch(rf"{image.name}: \d \(\d+\.\d%\)", done.stdout.strip())
