@@ -15,6 +15,7 @@ import torch.nn.functional as F
 import dl_main
 from mnistlab.checkpoints import load_model
 from mnistlab.data import load_split
+from mnistlab.errors import ProjectError
 from Network import build_model
 
 # The classical models' record schema, plus what the networks add.
@@ -387,3 +388,44 @@ def test_threads_leave_the_cores_that_others_are_busy_on(tmp_path, monkeypatch, 
     monkeypatch.setattr(machine, "usable_cores", lambda: cores)
     assert machine.idle_cores(samples=3, interval=0, loadavg=str(loadavg)) == threads
     assert machine.idle_cores(loadavg=str(tmp_path / "missing")) == cores  # no /proc: every usable core
+
+
+# ---------------------------------------------------------------- finished vs in progress (issue: trust under attack)
+def test_interrupted_rerun_never_replaces_the_finished_model(run, capsys):
+    from mnistlab.checkpoints import load_model
+
+    code, out = run("--model", "mlp", "--recipe", "fast", "--epochs", 1)
+    assert code == 0
+    final = only(out / "ckpt" / "mnist", "mlp-*.pt")
+    finished = final.read_bytes()
+    record = result(out, "mlp")
+    code, out = run("--model", "mlp", "--recipe", "fast", "--epochs", 1, "--stop-after", 1)  # the same run, stopped
+    assert code == 0 and final.read_bytes() == finished  # the finished model is untouched
+    assert only(out / "ckpt" / "mnist", "mlp-*.progress.pt").exists()
+    assert result(out, "mlp") == record
+    model, config = load_model(final)  # the finished one loads; the progress file is refused as unfinished
+    progress = only(out / "ckpt" / "mnist", "mlp-*.progress.pt")
+    with pytest.raises(ProjectError, match="unfinished run .*--resume"):
+        load_model(progress)
+
+
+def test_every_seed_keeps_predictions_that_agree_with_its_accuracy(run):
+    code, out = run("--model", "mlp", "--recipe", "fast", "--epochs", 1, "--seeds", 2)
+    rec, labels = result(out, "mlp"), None
+    labels = np.array(rec["labels"])
+    assert code == 0 and len(rec["runs"]) == 2
+    for r in [rec, *rec["runs"]]:  # the record's own figures are the first seed's, and each seed's agree
+        assert r["accuracy"] == pytest.approx(np.mean(np.array(r["predictions"]) == labels))
+        assert r["per_class"]["3"]["recall"] == pytest.approx(np.mean(np.array(r["predictions"])[labels == 3] == 3))
+    assert rec["accuracy_mean"] == pytest.approx(np.mean([r["accuracy"] for r in rec["runs"]]))
+
+
+@pytest.mark.parametrize("train", [500, 512])  # 4 steps of 128 made OneCycleLR divide by zero
+def test_one_cycle_schedule_works_for_any_step_count(run, train):
+    code, out = run("--model", "cnn", "--recipe", "fast", "--epochs", 1, train=train, test=100)
+    assert code == 0 and result(out)["steps"] == 4
+
+
+def test_recipe_without_settings_for_the_model_is_refused(run, capsys):
+    fails_cleanly(capsys, run("--model", "mlp", "--recipe", "gpu"), "--recipe gpu has no mlp settings")
+    fails_cleanly(capsys, run("--seed", 2**32 - 1, "--seeds", 2), "runs past the largest seed")

@@ -1,0 +1,68 @@
+"""Ctrl-C, an ASCII-only terminal and a refused rebuild: one line and a clean exit, never a traceback or lost data."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from data_prep import main as data_prep_main
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def script(*argv, env=None, **kwargs) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, *map(str, argv)], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, env={**os.environ, "MPLBACKEND": "Agg", **(env or {})}, **kwargs)  # fmt: skip
+
+
+def test_ctrl_c_in_data_prep_is_one_line(tmp_path):
+    proc = script("data_prep.py", "--data-dir", tmp_path / "d", "--plots-dir", tmp_path / "p", "--force")
+    time.sleep(2.5)  # decompressing and writing the JSON splits takes longer than this
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines()[-1] == "data_prep.py: interrupted (Ctrl-C); nothing half-written was kept"
+    assert not (tmp_path / "d" / "mnist" / "manifest.json").exists()
+    assert not [p for p in (tmp_path / "d").rglob("*.tmp*")]  # no temporary file left behind
+
+
+def test_ascii_terminal_gets_plus_minus_replaced_not_a_crash(full_mnist, tmp_path):
+    out = {k: tmp_path / k for k in ("r", "p", "c")}
+    proc = script("ml_main.py", "--algo", "dt", "--seeds", "2", "--train-size", "300", "--test-size", "100",
+                  "--data-dir", full_mnist[0], "--results-dir", out["r"], "--plots-dir", out["p"], "--checkpoint-dir",
+                  out["c"], env={"LC_ALL": "C", "LANG": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""})  # fmt: skip
+    stdout, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0 and "Traceback" not in err, err
+    assert "test accuracy" in stdout and "% ? " in stdout  # the "±" the terminal cannot show
+
+
+def test_refused_source_keeps_the_good_prepared_dataset(tmp_path, small_source, capsys):
+    from mnistlab.data import load_split
+
+    args = ["--dataset", "tiny", "--data-dir", tmp_path / "d", "--plots-dir", tmp_path / "p", "--no-json"]
+    assert data_prep_main([str(a) for a in ["--source", small_source, *args]]) == 0
+    manifest = (tmp_path / "d" / "tiny" / "manifest.json").read_text()
+    wrong = tmp_path / "wrong"
+    wrong.mkdir()
+    for f in small_source.iterdir():  # the same files, one of them damaged
+        (wrong / f.name).write_bytes(f.read_bytes()[:-7] if "labels" in f.name else f.read_bytes())
+    code = data_prep_main([str(a) for a in ["--source", wrong, "--force", *args]])
+    assert code == 1 and "Traceback" not in capsys.readouterr().err
+    assert (tmp_path / "d" / "tiny" / "manifest.json").read_text() == manifest  # still vouched for
+    assert json.loads(manifest)["n_train"] == len(load_split("train", "tiny", tmp_path / "d")[1])
+
+
+@pytest.mark.parametrize("seed", ["4294967296", "18446744073709551616"])
+def test_seed_beyond_the_generators_range_is_refused_by_argparse(seed, capsys):
+    import ml_main
+
+    with pytest.raises(SystemExit) as exc:
+        ml_main.make_configs(["--seed", seed])
+    assert exc.value.code == 2 and "--seed: must be from 0 to 4294967295" in capsys.readouterr().err
