@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from mnistlab.errors import ProjectError, run_cli
-from mnistlab.files import atomic_path, write_json
+from mnistlab.files import atomic_path, check_output_dirs, write_json
 from mnistlab.machine import versions
 from mnistlab.paths import BUNDLED, REPO, RESULTS
 from mnistlab.tables import replace_section
@@ -98,6 +98,7 @@ def _main(argv=None) -> int:
     suites = list(dict.fromkeys(args.suite))  # in the order given, each once
     if args.update_readme and "dl" not in suites:
         raise ProjectError("--update-readme writes the dl suite's table: add dl to --suite")
+    check_output_dirs({"--results-dir": args.results_dir})  # before any work, not after it
     code = 0
     if any(s != "gpu" for s in suites):
         run_suites([s for s in suites if s != "gpu"], args)
@@ -119,7 +120,6 @@ def run_suites(suites: list[str], args) -> None:
     add_speedups(rows)
     table = format_table(rows)
     print(table)
-    args.results_dir.mkdir(parents=True, exist_ok=True)
     env = versions("numpy", "torch", "torchvision", "scikit-learn", "scikit-learn-intelex")
     config = {"only": suites, "data_dir": str(args.data_dir)}
     write_json(

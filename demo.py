@@ -10,14 +10,22 @@ canvas as PNG after every stroke; the server preprocesses it exactly as the comm
 
 Why Python's own http.server: the page needs three routes (the page and its files, the list of models,
 one prediction endpoint), so a web framework would be a dependency for nothing. ThreadingHTTPServer
-keeps the page and its files served while a prediction runs; predictions themselves take turns (a lock),
-as the models share the CPU cores anyway. It is a local demo, not a production server: it binds
-127.0.0.1 unless --host says otherwise, caps request sizes, and answers every bad request with a JSON error.
+keeps the page and its files served while a prediction runs. Uploads are admitted a few at a time
+(UPLOAD_SLOTS: the bodies in memory are bounded), and decoding, preprocessing and prediction take turns (a
+lock): the models share the CPU cores anyway, and two huge images never decode at once. Each image's pixel
+count is checked from its header before it is decoded (mnistlab.images.MAX_PIXELS).
+
+It binds 127.0.0.1 unless --host says otherwise, and faces a browser's other tabs safely: a request whose Host
+or Origin is not this server (DNS rebinding, another site's script) is refused with 403, and the prediction
+API takes only image content types, which no cross-site HTML form can send (415 otherwise). Request sizes are
+capped, HEAD is answered like GET without a body, the Server header names no version, and every bad request
+gets a JSON error, never a traceback.
 """
 
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import socket
 import sys
@@ -31,8 +39,8 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from mnistlab.errors import ProjectError, run_cli
-from mnistlab.flags import DEVICES, dataset_type, positive
-from mnistlab.images import read_digit
+from mnistlab.flags import DEVICES, dataset_type, in_range
+from mnistlab.images import MAX_FILE_MB, read_digit
 from mnistlab.paths import CHECKPOINTS, REPO
 from mnistlab.saved_models import classify_all, find_models
 
@@ -48,6 +56,13 @@ CONTENT_TYPES = {
 # Everything comes from this server: the page works offline and an injected script could not load anything.
 CSP = "default-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 DRAIN_LIMIT, DRAIN_SECONDS = 64 << 20, 5.0  # how much of a refused upload is read and dropped (see _refuse)
+UPLOAD_SLOTS = 4  # uploads read, decoded and predicted at once at most (the decoding itself one at a time)
+ADMISSION_SECONDS = 20.0  # how long an upload waits for a slot before a 503
+BODY_SECONDS = 30.0  # the longest an upload's body may take to arrive
+# What a cross-site HTML form can send (text/plain, multipart/form-data, application/x-www-form-urlencoded) is
+# never accepted: an image is sent as itself, with its own type, as fetch() does.
+IMAGE_TYPES = ("image/", "application/octet-stream")
+LOOPBACK = ("127.0.0.1", "::1")  # also reached as localhost
 
 
 class Demo:
@@ -58,7 +73,8 @@ class Demo:
         self.dataset, self.device = args.dataset, args.device  # as asked for; the networks resolved "auto"
         self.max_bytes = int(args.max_upload_mb * (1 << 20))
         self.static_dir = Path(static_dir).resolve()
-        self.lock = threading.Lock()
+        self.slots = threading.BoundedSemaphore(UPLOAD_SLOTS)  # bodies read at once (Handler._post)
+        self.lock = threading.Lock()  # decoding, preprocessing and prediction, one upload at a time
 
     def models(self) -> dict:
         return {
@@ -73,15 +89,35 @@ class Demo:
         }
 
     def predict(self, body: bytes, name: str) -> dict:
-        x = read_digit(body, name=name)
-        with self.lock:
+        with self.lock:  # the decoding too: it is what a huge image costs (memory by the pixel)
+            x = read_digit(body, name=name)
             results = classify_all(self.predictors, x)
         grey = np.rint(np.asarray(x, dtype=np.float64) * 255).astype(int)
         return {"input": grey.tolist(), "results": results}
 
 
+def allowed_hosts(host: str, port: int) -> frozenset[str]:
+    """The Host header values of this server, as a browser sends them: name:port (and the bare name on port 80).
+
+    Listening on 127.0.0.1 or ::1: that address and localhost. On a name or another address: it and the
+    addresses it resolves to. On every address (0.0.0.0, ::): the loopback names and this machine's names; any
+    IP address is accepted then as well (Server.host_allowed): DNS rebinding needs a name, one that the
+    attacker's DNS resolves to this machine.
+    """
+    try:
+        resolved = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
+    except OSError:
+        resolved = []
+    names = {host.lower(), *resolved}
+    if host in ("0.0.0.0", "::", ""):
+        names = {*LOOPBACK, socket.gethostname().lower(), socket.getfqdn().lower()}
+    names |= {"localhost"} if names & set(LOOPBACK) else set()
+    names = {f"[{name}]" if ":" in name else name for name in names if name}
+    return frozenset({f"{name}:{port}" for name in names} | (names if port == 80 else set()))
+
+
 class Handler(BaseHTTPRequestHandler):
-    server_version = "digits-demo"
+    server_version = "digits-demo"  # and no Python version after it: see version_string
     timeout = 30  # seconds: a client that stops sending mid-request frees its thread
 
     @property
@@ -91,12 +127,20 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (the name http.server dispatches to)
         self._guard(self._get)
 
+    def do_HEAD(self):  # noqa: N802 (like GET, without the body: see _json and _static)
+        self._guard(self._get)
+
     def do_POST(self):  # noqa: N802
         self._guard(self._post)
+
+    def version_string(self) -> str:
+        return self.server_version  # not http.server's "Python/3.x.y" after it
 
     def _guard(self, route) -> None:
         """Run a route; whatever goes wrong, the client gets a JSON error and the server keeps serving."""
         try:
+            if (refusal := self._foreign()) is not None:
+                return self._refuse(403, refusal, self._declared() if self.command == "POST" else 0)
             route(urlsplit(self.path).path)
         except (ConnectionError, TimeoutError):
             self.close_connection = True  # the client went away: nobody to answer
@@ -104,6 +148,23 @@ class Handler(BaseHTTPRequestHandler):
             first = (str(exc).splitlines() or [""])[0][:200]
             self.log_message("internal error: %s: %s", type(exc).__name__, first)
             self._json(500, {"error": f"internal error ({type(exc).__name__}); see the server's log"})
+
+    def _foreign(self) -> str | None:
+        """Why a request comes from elsewhere (a Host or Origin that is not this server), or None.
+
+        A Host of another name is DNS rebinding: a site whose name now resolves to 127.0.0.1. An Origin of another
+        site is its script or form; a same-origin fetch() sends this server's own origin.
+        """
+        host, origin, url = self.headers.get("Host"), self.headers.get("Origin"), self.server.url
+        if host is None:
+            return f"a Host header is required; open {url}"
+        if not self.server.host_allowed(host):
+            return f"forbidden: Host {host[:100]!r} is not this server; open {url}"
+        if origin is not None:
+            parts = urlsplit(origin)
+            if parts.scheme != "http" or parts.path or parts.query or not self.server.host_allowed(parts.netloc):
+                return f"forbidden: requests from {origin[:100]!r} are not accepted; open {url}"
+        return None
 
     def _get(self, path: str) -> None:
         if path in ("/", "/index.html"):
@@ -131,27 +192,35 @@ class Handler(BaseHTTPRequestHandler):
         self.send_header("Cache-Control", "no-cache")
         self._common_headers()
         self.end_headers()
-        self.wfile.write(data)
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
     def _post(self, path: str) -> None:
         if path != "/api/predict":
             return self._refuse(404, f"not found: POST {path[:200]}; images go to POST /api/predict", self._declared())
-        body = self._read_body()
-        if body is None:
+        n = self._admissible()
+        if n is None:
             return
-        if self.headers.get_content_type().startswith("multipart/"):
-            return self._json(415, {"error": "send the image itself as the request body, not a multipart form"})
-        name = unquote(self.headers.get("X-Filename", ""))
-        name = "".join(c for c in name if c.isprintable())[:100] or "image"  # it is echoed in error messages
+        if not self.app.slots.acquire(timeout=ADMISSION_SECONDS):
+            return self._refuse(503, "busy: too many uploads at once; try again in a moment", n, retry=True)
         try:
-            reply = self.app.predict(body, name)
-        except ProjectError as exc:
-            return self._json(400, {"error": str(exc)})
-        self._json(200, reply)
+            body = self._read_body(n)
+            if body is None:
+                return
+            name = unquote(self.headers.get("X-Filename", ""))
+            name = "".join(c for c in name if c.isprintable())[:100] or "image"  # it is echoed in error messages
+            try:
+                reply = self.app.predict(body, name)
+            except ProjectError as exc:
+                return self._json(400, {"error": str(exc)})
+            self._json(200, reply)
+        finally:
+            self.app.slots.release()
 
-    def _read_body(self) -> bytes | None:
-        """The request body, or None once a 4xx answer has been sent for it."""
+    def _admissible(self) -> int | None:
+        """The length of an upload that may be read, or None once a 4xx answer has been sent for it."""
         length, n, cap = self.headers.get("Content-Length"), self._declared(), self.app.max_bytes
+        kind = self.headers.get_content_type() if self.headers.get("Content-Type") else "none"
         if self.headers.get("Transfer-Encoding"):
             return self._refuse(411, "chunked uploads are not supported: send a Content-Length")
         if length is None:
@@ -160,12 +229,27 @@ class Handler(BaseHTTPRequestHandler):
             return self._refuse(400, f"bad Content-Length: {length[:40]!r}")
         if n > cap:
             return self._refuse(413, f"upload too large: {n} bytes, the limit is {cap} (--max-upload-mb)", n)
+        if not kind.startswith(IMAGE_TYPES):
+            form = " (a form: send the image itself as the request body)" if kind.startswith("multipart/") else ""
+            return self._refuse(
+                415, f"Content-Type {kind[:60]}{form} not accepted: send an image as image/png, image/jpeg...", n
+            )
         if n == 0:
             return self._refuse(400, "empty request: send an image (PNG, JPEG...) as the body")
-        body = self.rfile.read(n)
-        if len(body) < n:
-            return self._refuse(400, f"the body ended after {len(body)} of its {n} bytes")
-        return body
+        return n
+
+    def _read_body(self, n: int) -> bytes | None:
+        """The request body of ``n`` bytes, or None once a 4xx answer has been sent for it."""
+        chunks, got, deadline = [], 0, time.monotonic() + BODY_SECONDS
+        while got < n:
+            if time.monotonic() > deadline:
+                return self._refuse(408, f"the body took over {BODY_SECONDS:g} s to arrive ({got} of {n} bytes)")
+            chunk = self.rfile.read1(min(n - got, 1 << 16))
+            if not chunk:
+                return self._refuse(400, f"the body ended after {got} of its {n} bytes")
+            chunks.append(chunk)
+            got += len(chunk)
+        return b"".join(chunks)
 
     def _declared(self) -> int:
         """The Content-Length as a number; -1 when absent or not a number."""
@@ -174,14 +258,14 @@ class Handler(BaseHTTPRequestHandler):
         except ValueError:
             return -1
 
-    def _refuse(self, status: int, message: str, unread: int = 0) -> None:
+    def _refuse(self, status: int, message: str, unread: int = 0, retry: bool = False) -> None:
         """Answer a request whose body was not read, then read and drop it (bounded, briefly) before closing.
 
         Closing a socket with unread data makes the kernel send a reset, which a client may report
         instead of the answer; so the rest of the body is read first, up to DRAIN_LIMIT.
         """
         self.close_connection = True
-        self._json(status, {"error": message})
+        self._json(status, {"error": message}, retry=retry)
         self.wfile.flush()
         self.connection.settimeout(1.0)  # a client that claims more than it sends is dropped after a second
         unread, deadline = min(unread, DRAIN_LIMIT), time.monotonic() + DRAIN_SECONDS
@@ -196,15 +280,17 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._json(code, {"error": message or HTTPStatus(code).phrase}, body=self.command != "HEAD")
 
-    def _json(self, status: int, obj, body: bool = True) -> None:
+    def _json(self, status: int, obj, body: bool = True, retry: bool = False) -> None:
         data = json.dumps(obj, allow_nan=False, default=_plain).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
         self.send_header("Cache-Control", "no-store")
+        if retry:
+            self.send_header("Retry-After", "1")
         self._common_headers()
         self.end_headers()
-        if body:
+        if body and self.command != "HEAD":
             self.wfile.write(data)
 
     def _common_headers(self) -> None:
@@ -223,9 +309,27 @@ def _plain(obj):
 
 
 class Server(ThreadingHTTPServer):
+    request_queue_size = 128  # connections waiting to be accepted: a classroom opening the page at once
+
     def __init__(self, address, family, app: Demo):
         self.address_family, self.app = family, app  # set before the base class creates the socket
         super().__init__(address, Handler)
+        self.hosts = allowed_hosts(address[0], self.server_address[1])
+        self.any_address = address[0] in ("0.0.0.0", "::", "")
+
+    def host_allowed(self, value: str) -> bool:
+        """Whether a Host header (or an Origin's host:port) names this server; see allowed_hosts."""
+        value = value.strip().lower()
+        if value in self.hosts:
+            return True
+        if not self.any_address:
+            return False
+        name, _, port = value.rpartition(":")
+        try:
+            ipaddress.ip_address(name[1:-1] if name.startswith("[") and name.endswith("]") else name)
+        except ValueError:
+            return False
+        return port == str(self.server_address[1])
 
     @property
     def url(self) -> str:
@@ -261,7 +365,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     )
     p.add_argument("--dataset", type=dataset_type, default="mnist", help="whose models to load (default: mnist)")
     p.add_argument("--device", choices=DEVICES, default="auto", help="for the networks (default: auto)")
-    p.add_argument("--max-upload-mb", type=positive(float), default=10.0, help="largest accepted upload (default: 10)")
+    p.add_argument(
+        "--max-upload-mb",
+        type=in_range(float, 0.01, 100),
+        default=float(MAX_FILE_MB),
+        help=f"largest accepted upload, from 0.01 to 100 (default: {MAX_FILE_MB})",
+    )
     p.add_argument("--screenshot", type=Path, help="draw a digit in headless Chromium, save the page as PNG, exit")
     args = p.parse_args(argv)
     if args.port is None:  # a screenshot must not fail because a demo is already running on 8000

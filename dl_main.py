@@ -29,7 +29,7 @@ from mnistlab.augment import KINDS, distort, parse_kinds
 from mnistlab.checkpoints import load_weights, read_checkpoint, save_checkpoint, set_rng_states
 from mnistlab.devices import resolve_amp, resolve_device, setup_torch
 from mnistlab.errors import ProjectError, run_cli
-from mnistlab.files import check_output_dirs, write_json
+from mnistlab.files import check_output_dirs, is_regular, write_json
 from mnistlab.machine import process_age, versions
 from mnistlab.plots import plot_confusion, plot_curves
 from mnistlab.recipes import NETWORK_RECIPES, PAPER, RECIPE_HELP, network_settings
@@ -148,9 +148,9 @@ def train(config: dict, index: int, data: dict, device, stop) -> dict | None:
 def resume(config: dict, index: int, model, opt, sched) -> dict:
     """Load a run's progress (or, when it had finished, its final checkpoint) into the model and optimizer."""
     final_path, progress_path = checkpoint_files(config, index)
-    if not progress_path.is_file() and (index > 0 and not final_path.is_file()):
+    if not is_regular(progress_path, "checkpoint") and (index > 0 and not is_regular(final_path, "checkpoint")):
         return fresh_state()  # a later seed that had not started yet
-    path = progress_path if progress_path.is_file() else final_path
+    path = progress_path if is_regular(progress_path, "checkpoint") else final_path
     ckpt, state = read_checkpoint(path, need_training_state=True), fresh_state()
     state.update({k: ckpt[k] for k in state if k in ckpt})
     load_weights(model, ckpt, path)
@@ -266,7 +266,7 @@ def run(config: dict, stop) -> int:
 def resumed_config(config: dict) -> dict:
     """The checkpoint's settings (checked like flags) with this invocation's runtime ones."""
     final_path, progress_path = checkpoint_files(config, 0)
-    path = progress_path if progress_path.is_file() else final_path
+    path = progress_path if is_regular(progress_path, "checkpoint") else final_path
     saved = read_checkpoint(path, need_training_state=True)["config"]
     if saved.get("model") != config["model"]:
         raise ProjectError(f"{path} holds no {config['model']} run; start afresh without --resume")

@@ -36,7 +36,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 from sklearn.datasets import load_digits
 
-from mnistlab.errors import run_cli
+from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, write_json
 from mnistlab.flags import add_model_flags, check_model_flags
 from mnistlab.images import to_mnist
@@ -46,6 +46,7 @@ from mnistlab.saved_models import chosen_models
 
 CANVAS = 128
 SEEDS = {"drawn-val": 1, "drawn-test": 2}
+DIGIT_CLASSES = [str(d) for d in range(10)]
 SETS = ("uci-nearest", "uci-bilinear", "drawn-val", "drawn-test")
 # matplotlib's own TrueType fonts with the usual digit shapes (cmmi10 has old-style figures, so it is left out).
 FONTS = """DejaVuSans DejaVuSans-Bold DejaVuSans-Oblique DejaVuSans-BoldOblique DejaVuSerif DejaVuSerif-Bold
@@ -287,6 +288,10 @@ def _main(argv=None) -> int:
     out = args.results_dir / args.dataset / "handwriting"
     check_output_dirs({"--results-dir": out})
     predictors = chosen_models(args, "handwriting.py")
+    for p in predictors:  # the sets are handwritten digits: a model of other classes (clothes) cannot be scored
+        if not all(c in DIGIT_CLASSES for c in p.classes):
+            raise ProjectError(f"{p.path}: its classes are {', '.join(p.classes[:3])}, ... not digits; handwriting.py "
+                               "measures digit models (MNIST's)")  # fmt: skip
     records = measure_all(predictors, args.sets)
     env = versions("torch", "numpy", "scikit-learn", "Pillow", "matplotlib", "skops")
     for name, record in records.items():

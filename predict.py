@@ -11,13 +11,16 @@ Models are found in <checkpoint-dir>/<dataset>/<model>-<recipe>.pt (networks, dl
 working folder. Each image (PNG/JPEG/TIFF/..., any size, mode or bit depth, dark ink on light paper or
 the reverse) becomes an MNIST-like 28x28 input the way MNIST itself was made: grey, light ink on a dark
 background, cropped to the ink, scaled to fit 20x20 keeping its aspect ratio, then placed in 28x28 with
-its centre of mass in the middle. A bad image gets one error line; the others are still classified.
+its centre of mass in the middle. A bad image gets one error line; the others are still classified. Each
+file is read the one bounded way (mnistlab.images.read_image_file): a regular file of at most MAX_FILE_MB,
+whose header declares at most MAX_PIXELS, so a pipe never blocks and a small file cannot cost gigabytes.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +81,24 @@ def print_table(predictors, names, inputs) -> None:
         print("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip())
 
 
-def save_input(img: np.ndarray, path: Path) -> None:
+def input_names(paths: list[Path]) -> list[str]:
+    """A distinct file name for each image's saved input: d_28x28.png; a/d.png and b/d.png, which share a name,
+    as a_d_28x28.png and b_d_28x28.png; a counter (d-2_28x28.png) where even that collides. Compared without
+    case, so that none overwrites another on a case-insensitive file system either."""
+    shared = Counter(path.stem.lower() for path in paths)
+    taken, names = set(), []
+    for path in paths:
+        base = path.stem if shared[path.stem.lower()] == 1 else "_".join(filter(None, [path.parent.name, path.stem]))
+        name, n = base, 1
+        while name.lower() in taken:
+            n += 1
+            name = f"{base}-{n}"
+        taken.add(name.lower())
+        names.append(f"{name}_28x28.png")
+    return names
 
+
+def save_input(img: np.ndarray, path: Path) -> None:
     with atomic_path(path) as tmp:
         Image.fromarray((img * 255).round().astype(np.uint8)).save(tmp, format="PNG")
 
@@ -95,8 +114,8 @@ def _main(argv=None) -> int:
         else:
             print_one(predictors[0], names, inputs, args.top)
     if args.save_inputs:
-        for path, img in zip(names, inputs, strict=True):
-            save_input(img, args.save_inputs / f"{path.stem}_28x28.png")
+        for name, img in zip(input_names(names), inputs, strict=True):
+            save_input(img, args.save_inputs / name)
     return 1 if failed else 0
 
 

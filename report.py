@@ -48,8 +48,16 @@ COLUMNS = [
 def load_results(results_dir: Path, dataset: str) -> list[dict]:
     """Every finished test-set run of ``dataset`` (validation runs are for tuning and are not reported)."""
     folder = Path(results_dir) / dataset
-    records = [read_json(p) for p in sorted(folder.glob("*.json"))]
-    records = [r for r in records if isinstance(r, dict) and r.get("split") == "test" and "accuracy" in r]
+    records = []
+    for path in sorted(folder.glob("*.json")):
+        record = read_json(path)
+        if not isinstance(record, dict) or record.get("split") != "test" or "accuracy" not in record:
+            continue  # a validation run, or a file that is not a run's record
+        problem = record_problem(record)
+        if problem:
+            print(f"report.py: note: {path} left out: {problem}", file=sys.stderr)
+        else:
+            records.append(record)
     if not records:
         raise ProjectError(f"no model results in {folder}/; run ml_main.py and dl_main.py (or experiment.py) first")
     order = list(published.TABLES.get(dataset, published.WRITE_UP).rows)  # the published table's order first
@@ -58,6 +66,26 @@ def load_results(results_dir: Path, dataset: str) -> list[dict]:
         records,
         key=lambda r: (rank.get(r["model"], len(order)), r["model"], not setting(r).startswith(family), r["name"]),
     )
+
+
+def record_problem(record: dict) -> str | None:
+    """Why a results file cannot be reported, or None: its fields must have their types, and its accuracy
+    must be what its own predictions score against its labels (a file edited by hand is not a result)."""
+    classes, pred, labels = record.get("classes"), record.get("predictions"), record.get("labels")
+    if not (isinstance(record.get("model"), str) and isinstance(record.get("name"), str)
+            and isinstance(record.get("config"), dict) and isinstance(classes, list) and classes):  # fmt: skip
+        return "its model, name, config or classes are missing or of the wrong type"
+    if not (isinstance(pred, list) and isinstance(labels, list) and len(pred) == len(labels) > 0):
+        return "its predictions and labels are not two lists of the same length"
+    if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(classes) for v in pred + labels):
+        return f"its predictions or labels hold values outside 0-{len(classes) - 1}"
+    accuracy = record["accuracy"]
+    if not isinstance(accuracy, int | float) or isinstance(accuracy, bool):
+        return f"its accuracy is {accuracy!r}, not a number"
+    scored = sum(p == t for p, t in zip(pred, labels, strict=True)) / len(labels)
+    if abs(accuracy - scored) > 1e-9:
+        return f"its accuracy {accuracy!r} is not what its predictions score ({scored:.4f})"
+    return None
 
 
 def setting(record: dict) -> str:
@@ -109,7 +137,7 @@ def table_rows(records: list[dict], dataset: str) -> list[dict]:
                 "setting": shown_setting(r),
                 "published": low,
                 "published_high": high,
-                "this_repo": r["accuracy"],
+                "this_repo": r.get("accuracy_mean", r["accuracy"]),  # the mean over seeds where there are several
                 "std": r.get("accuracy_std"),
                 "seeds": len(r.get("seeds") or [r.get("seed")]),
                 "n_train": r.get("n_train"),

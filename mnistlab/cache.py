@@ -19,19 +19,28 @@ from tqdm import tqdm
 
 from mnistlab.datasets import CACHE_KEYS, DATASETS, IDX_NAMES, SIDE, known_classes, sha256
 from mnistlab.errors import ProjectError
-from mnistlab.files import atomic_path, check_output_dirs, read_json, remove_stale_temps, write_json
+from mnistlab.files import (
+    atomic_path,
+    check_output_dirs,
+    is_regular,
+    read_bytes,
+    read_json,
+    remove_stale_temps,
+    write_json,
+)
 from mnistlab.paths import BUNDLED
 
+MAX_IDX_BYTES = 1 << 30  # an IDX file of 1 million 28x28 images is 784 MB
 FORMAT = 2  # bump when the outputs' layout changes, so old outputs are rebuilt
 
 
 # ---------------------------------------------------------------- sources and checks
 def read_sums(path: Path) -> dict:
     """Parse a ``sha256sum``-style file into {file name: digest}; empty if absent."""
-    if not path.is_file():
+    if not is_regular(path, "checksum file"):
         return {}
     sums = {}
-    for line in path.read_text().splitlines():
+    for line in read_bytes(path, 1 << 20, "checksum file").decode(errors="replace").splitlines():
         parts = line.split()
         if len(parts) == 2:
             sums[parts[1].lstrip("*")] = parts[0].lower()
@@ -66,7 +75,7 @@ def find_source_files(src: Path) -> dict:
     for key, base in IDX_NAMES.items():
         dotted = base.replace("-idx", ".idx")
         for name in (base + ".gz", base, dotted + ".gz", dotted):
-            if (src / name).is_file():
+            if is_regular(src / name, "source file"):
                 found[key] = src / name
                 break
         else:
@@ -110,9 +119,14 @@ def stage_raw(files: dict, raw_dir: Path, expected: dict, fix: str) -> dict:
             opener = gzip.open if src.suffix == ".gz" else open
             try:
                 with opener(src, "rb") as fin:
-                    data = fin.read()
+                    data = fin.read(MAX_IDX_BYTES + 1)  # bounded: a gzip may inflate to gigabytes
             except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
                 raise ProjectError(f"{src} is not a valid gzip file or is truncated ({exc}); replace it") from None
+            except OSError as exc:
+                raise ProjectError(f"cannot read {src} ({exc.strerror or exc}); check its permissions") from None
+            if len(data) > MAX_IDX_BYTES:
+                raise ProjectError(f"{src} holds over {MAX_IDX_BYTES >> 20} MB of data, more than any MNIST-format "
+                                   "file (60000 images are 47 MB); replace it")  # fmt: skip
             tmp.write_bytes(data)  # an OSError here (a full disk) is reported by atomic_path, naming the file
             sums[base] = check_sum(tmp, expected.get(base), fix=f"{src} has the wrong content; {fix}")
     return sums
@@ -187,13 +201,13 @@ def outputs_valid(out: Path, fingerprint: dict, required: set) -> bool:
     """True when the manifest matches this source and format, lists every ``required`` output, and every output
     still has its recorded checksum."""
     try:
-        manifest = json.loads((out / "manifest.json").read_text())
+        manifest = read_json(out / "manifest.json", limit=1 << 20)
         if manifest.get("format") != FORMAT or manifest.get("source_sha256") != fingerprint:
             return False
         return required <= set(manifest["outputs"]) and all(
-            (out / name).is_file() and sha256(out / name) == digest for name, digest in manifest["outputs"].items()
+            is_regular(out / name) and sha256(out / name) == digest for name, digest in manifest["outputs"].items()
         )
-    except (OSError, ValueError, KeyError, AttributeError, TypeError):
+    except (OSError, ValueError, KeyError, AttributeError, TypeError, ProjectError):
         return False
 
 
@@ -274,18 +288,22 @@ def build(dataset, source, files, out, expected, fix, fingerprint, write_json_fi
 # ---------------------------------------------------------------- the verified cache
 def cache_problem(folder: Path, dataset: str) -> str | None:
     """Why the cache in ``folder`` cannot be trusted, or None when its manifest vouches for it."""
+    if not is_regular(folder / "manifest.json", "manifest"):
+        return "it has no manifest.json (not built by data_prep.py, or its build was interrupted)"
     try:
-        manifest = json.loads((folder / "manifest.json").read_text())
+        manifest = json.loads(read_bytes(folder / "manifest.json", 1 << 20, "manifest"))
         recorded = manifest["outputs"]["cache.npz"]
         idx_sums = manifest.get("idx_sha256", {})
-    except FileNotFoundError:
-        return "it has no manifest.json (not built by data_prep.py, or its build was interrupted)"
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+    except (ValueError, KeyError, TypeError, AttributeError):
         return "its manifest.json is unreadable"
     known = DATASETS.get(dataset, {}).get("sha256")
     if known and idx_sums != known:
         return f"its manifest does not list the known {dataset} files"
-    if sha256(folder / "cache.npz") != recorded:
+    try:
+        digest = sha256(folder / "cache.npz")
+    except OSError as exc:
+        return f"cache.npz cannot be read ({exc.strerror or exc})"
+    if digest != recorded:
         return "cache.npz differs from what data_prep.py recorded (changed since it was built)"
     return None
 
@@ -314,9 +332,10 @@ def load_cache(dataset: str = "mnist", data_dir: Path = BUNDLED) -> dict:
     """The verified cache of a dataset. The bundled MNIST is (re)built on demand; anything else must be prepared."""
     folder = Path(data_dir) / dataset
     bundled = dataset == "mnist" and Path(data_dir).resolve() == BUNDLED.resolve()
-    problem = cache_problem(folder, dataset) if (folder / "cache.npz").is_file() else "it has not been built"
+    built = is_regular(folder / "cache.npz", "dataset cache")
+    problem = cache_problem(folder, dataset) if built else "it has not been built"
     if problem and bundled:
-        if (folder / "cache.npz").is_file():
+        if built:
             print(f"note: rebuilding {folder}/ from the bundled archives: {problem}")
         build_cache(dataset, data_dir=data_dir, force=True, write_json_files=False, quiet=True)
     elif problem:

@@ -14,7 +14,7 @@ import torch
 
 from mnistlab.devices import resolve_device
 from mnistlab.errors import ProjectError
-from mnistlab.files import atomic_path
+from mnistlab.files import atomic_path, is_regular
 from Network import MAX_HIDDEN, MAX_WIDTH, STEMS, build_model
 
 
@@ -76,7 +76,7 @@ def refusal_reason(exc: Exception) -> str:
 def read_checkpoint(path: Path, need_training_state: bool = False) -> dict:
     """A checkpoint as saved by dl_main.py, loaded safely (weights_only) onto the CPU and checked."""
     path = Path(path)
-    if not path.is_file():
+    if not is_regular(path, "checkpoint"):
         raise ProjectError(f"no checkpoint at {path}; train one with python dl_main.py (without --resume)")
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)

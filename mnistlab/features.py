@@ -1,9 +1,12 @@
-"""Preprocessing steps of the classical pipelines (Classifier.py): deskewing and pixel scaling."""
+"""Preprocessing steps of the classical pipelines (Classifier.py): deskewing, pixel scaling and HOG features."""
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 from scipy.ndimage import map_coordinates
+from sklearn.base import BaseEstimator, TransformerMixin
 
 from mnistlab.datasets import SIDE
 
@@ -51,3 +54,143 @@ def to_unit(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
     """Flatten to [N, 784] and scale pixel values to [0, 1]."""
     flat = np.asarray(images).reshape(len(images), -1)
     return flat.astype(dtype) / np.asarray(255, dtype=dtype)
+
+
+# ---------------------------------------------------------------- HOG
+# Histograms of oriented gradients (Dalal and Triggs 2005), the classic hand-made image feature: each cell of
+# cell x cell pixels votes its pixels' gradient magnitudes into ``orientations`` unsigned direction bins, and
+# each block of block x block cells is normalised for contrast. The computation below is skimage.feature.hog's,
+# step for step (its central differences, hard votes into bins whose edges are float32 multiples of
+# 180 / orientations, the mean over a cell, its block norms with eps 1e-5), but for a whole batch of images in
+# numpy operations instead of one image at a time; tests/test_features.py checks that the two agree.
+HOG_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
+HOG_EPS = 1e-5
+
+
+def hog_problem(cell, orientations, block, block_norm="L2-Hys", cell2=0) -> str | None:
+    """What is wrong with these HOG settings for SIDE x SIDE images, in one line; None when they work."""
+    ints = {"hog_cell": cell, "hog_orientations": orientations, "hog_block": block, "hog_cell2": cell2}
+    for name, value in ints.items():
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+            return f"{name} must be a whole number, got {value!r}"
+    if orientations < 1:
+        return f"hog_orientations {orientations}: a histogram needs at least 1 orientation bin"
+    if block < 1:
+        return f"hog_block {block}: a block needs at least 1 cell"
+    if block_norm not in HOG_NORMS:
+        return f"hog_norm {block_norm!r}: choose one of {', '.join(HOG_NORMS)}"
+    for name, size in (("hog_cell", cell), ("hog_cell2", cell2)):
+        if name == "hog_cell2" and size == 0:  # 0: no second cell size
+            continue
+        if not 1 <= size <= SIDE:
+            return f"{name} {size}: a cell is 1 to {SIDE} pixels wide (the images are {SIDE}x{SIDE})"
+        if SIDE // size < block:
+            return (
+                f"{name} {size} gives {SIDE // size}x{SIDE // size} cells per image, fewer than a "
+                f"{block}x{block}-cell block (hog_block {block}); use a smaller cell or block"
+            )
+    return None
+
+
+def hog_length(cell, orientations, block, cell2=0) -> int:
+    """How many features HOG(cell, orientations, block, cell2=cell2) gives per image."""
+    return sum((SIDE // c - block + 1) ** 2 * block * block * orientations for c in (cell, cell2) if c)
+
+
+def hog_batch(images: np.ndarray, cell: int, orientations: int, block: int, block_norm: str) -> np.ndarray:
+    """skimage.feature.hog(image, orientations, (cell, cell), (block, block), block_norm) of every image in
+    ``images`` ([N, SIDE, SIDE], float), as [N, features] in the images' dtype."""
+    n = len(images)
+    g_row, g_col = np.zeros_like(images), np.zeros_like(images)
+    g_row[:, 1:-1, :] = images[:, 2:, :] - images[:, :-2, :]  # central differences, 0 on the border
+    g_col[:, :, 1:-1] = images[:, :, 2:] - images[:, :, :-2]
+    # Only pixels with a gradient vote (most of a digit's page is blank): their angles, in float64 as skimage's.
+    where = np.flatnonzero((g_row != 0) | (g_col != 0))
+    g_row, g_col = g_row.reshape(-1)[where].astype(np.float64), g_col.reshape(-1)[where].astype(np.float64)
+    magnitude = np.hypot(g_col, g_row)
+    angle = np.rad2deg(np.arctan2(g_row, g_col)) % 180
+    # skimage's bin i takes angles from float32(180 / orientations) * i up to (not including) the next edge
+    edges = np.float32(180 / orientations) * np.arange(orientations + 1, dtype=np.float32)
+    bins = np.searchsorted(edges.astype(np.float64), angle, side="right") - 1
+    # Every vote goes to (image, cell row, cell column, bin) in one bincount; pixels past the last whole cell
+    # (28 is not a multiple of every cell size) and angles past the last edge do not vote.
+    cells = SIDE // cell
+    r = np.arange(SIDE) // cell
+    cell_of = np.where((r[:, None] < cells) & (r[None, :] < cells), r[:, None] * cells + r[None, :], -1).ravel()
+    image, pixel = np.divmod(where, SIDE * SIDE)
+    index = (image * (cells * cells) + cell_of[pixel]) * orientations + bins
+    votes = (cell_of[pixel] >= 0) & (bins < orientations)
+    hist = np.bincount(index[votes], magnitude[votes], minlength=n * cells * cells * orientations)
+    hist = hist.reshape(n, cells, cells, orientations) / (cell * cell)
+    # Blocks: every block x block window of cells, flattened as skimage does (block row, block column, cell
+    # row, cell column, bin), each normalised on its own.
+    windows = np.lib.stride_tricks.sliding_window_view(hist, (block, block), axis=(1, 2))
+    blocks = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n, -1, block * block * orientations)
+    if block_norm in ("L1", "L1-sqrt"):
+        out = blocks / (np.abs(blocks).sum(axis=2, keepdims=True) + HOG_EPS)
+        out = np.sqrt(out) if block_norm == "L1-sqrt" else out
+    else:
+        out = blocks / np.sqrt((blocks**2).sum(axis=2, keepdims=True) + HOG_EPS**2)
+        if block_norm == "L2-Hys":  # clipped at 0.2, then normalised again
+            out = np.minimum(out, 0.2)
+            out = out / np.sqrt((out**2).sum(axis=2, keepdims=True) + HOG_EPS**2)
+    return out.reshape(n, -1).astype(images.dtype)
+
+
+class HOG(TransformerMixin, BaseEstimator):
+    """HOG features of [N, 784] or [N, 28, 28] images, as a Pipeline step (stateless: ``fit`` only checks the
+    settings). ``cell2`` > 0 appends a second HOG with that cell size (same orientations, block and norm).
+
+    Images are worked through in chunks of ``chunk`` on ``n_jobs`` threads (numpy releases the GIL inside its
+    array operations, so the threads run on separate cores); integer images are taken as float32.
+    """
+
+    def __init__(self, cell=4, orientations=9, block=2, block_norm="L2-Hys", cell2=0, n_jobs=1, chunk=1000):
+        self.cell = cell
+        self.orientations = orientations
+        self.block = block
+        self.block_norm = block_norm
+        self.cell2 = cell2
+        self.n_jobs = n_jobs
+        self.chunk = chunk
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.requires_fit = False
+        return tags
+
+    def _check(self):
+        problem = hog_problem(self.cell, self.orientations, self.block, self.block_norm, self.cell2)
+        if problem:
+            raise ValueError(problem)
+        if not (isinstance(self.n_jobs, (int, np.integer)) and self.n_jobs >= 1):
+            raise ValueError(f"HOG n_jobs must be a whole number >= 1, got {self.n_jobs!r}")
+        if not (isinstance(self.chunk, (int, np.integer)) and self.chunk >= 1):
+            raise ValueError(f"HOG chunk must be a whole number >= 1, got {self.chunk!r}")
+
+    def fit(self, X, y=None):
+        self._check()
+        return self
+
+    def transform(self, X):
+        self._check()
+        x = np.asarray(X)
+        x = x.reshape(len(x), SIDE, SIDE)
+        x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
+        cells = [c for c in (self.cell, self.cell2) if c]
+
+        def one(start: int) -> np.ndarray:
+            part = x[start : start + self.chunk]
+            return np.concatenate(
+                [hog_batch(part, c, self.orientations, self.block, self.block_norm) for c in cells], axis=1
+            )
+
+        starts = range(0, len(x), self.chunk)
+        if self.n_jobs == 1 or len(x) <= self.chunk:
+            parts = [one(s) for s in starts]
+        else:
+            with ThreadPoolExecutor(max_workers=self.n_jobs) as pool:
+                parts = list(pool.map(one, starts))
+        if not parts:  # no images: no rows, every feature column
+            return np.zeros((0, hog_length(self.cell, self.orientations, self.block, self.cell2)), x.dtype)
+        return np.concatenate(parts)

@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import tempfile
 from pathlib import Path
 
@@ -108,10 +109,47 @@ def check_output_dirs(folders: dict) -> None:
             free_mb = shutil.disk_usage(folder).free / 2**20
         except (OSError, RuntimeError) as exc:  # RuntimeError: a symlink loop
             reason = getattr(exc, "strerror", None) or str(exc)
+            if isinstance(exc, (FileExistsError, NotADirectoryError)):
+                reason = "a file stands where the folder (or one above it) should be"
             raise ProjectError(f"cannot write to {folder}/: {reason}; choose a writable folder with {flag}") from None
         if free_mb < MIN_FREE_MB:
             raise ProjectError(f"only {free_mb:.0f} MB free in {folder}/; free some space or choose another {flag}")
         remove_stale_temps(folder)
+
+
+def is_regular(path, what: str = "") -> bool:
+    """The one way a user's file is looked at before it is opened: True for a regular file, False when there is
+    none; a FIFO, a device or a folder (reading one could block forever or never end), a folder that may not be
+    entered and a name too long for the file system are each one ProjectError line naming the path."""
+    try:
+        mode = os.stat(path).st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as exc:
+        cause = {errno.EACCES: "permission denied", errno.ENAMETOOLONG: "a name in it is too long",
+                 errno.ELOOP: "a loop of symbolic links"}.get(exc.errno, exc.strerror or str(exc))  # fmt: skip
+        raise ProjectError(f"{what or 'file'} {path}: {cause}; choose a path this user can read") from None
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        raise ProjectError(f"{what or 'file'} {path} is {kind}, not a regular file; give a regular file")
+    return True
+
+
+def read_bytes(path, limit: int, what: str = "file") -> bytes:
+    """A regular file's bytes, at most ``limit`` of them; every problem is one ProjectError line."""
+    if not is_regular(path, what):
+        raise ProjectError(f"{path}: no such file")
+    try:
+        with open(path, "rb") as f:
+            data = f.read(limit + 1)
+    except OSError as exc:
+        raise ProjectError(f"{what} {path}: cannot be read ({exc.strerror or exc})") from None
+    if len(data) > limit:
+        raise ProjectError(f"{what} {path} is over {limit / 2**20:.0f} MB; this is not a file this project wrote")
+    return data
+
+
+MAX_JSON_BYTES = 512 << 20  # a results record of the full test set is about 2 MB; a JSON split 200 MB
 
 
 def write_json(path, obj) -> None:
@@ -120,13 +158,12 @@ def write_json(path, obj) -> None:
         f.write("\n")
 
 
-def read_json(path):
+def read_json(path, limit: int = MAX_JSON_BYTES):
+    if not is_regular(path, "JSON file"):
+        raise ProjectError(f"{path} not found")
     try:
-        with open(path) as f:
-            return json.load(f)
-    except FileNotFoundError:
-        raise ProjectError(f"{path} not found") from None
-    except (OSError, ValueError) as exc:
+        return json.loads(read_bytes(path, limit, "JSON file"))
+    except ValueError as exc:
         raise ProjectError(f"{path} is unreadable or not valid JSON ({exc}); delete it and rerun") from None
 
 

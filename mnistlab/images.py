@@ -2,14 +2,23 @@
 
 Any file Pillow opens, or its bytes, becomes grey levels in [0, 1] (16-bit, 32-bit and float images scaled by
 their range, never clipped; transparent parts as white paper; EXIF orientation applied), then an MNIST-like
-28x28 input. Every bad input, from a text file to a decompression bomb, is a one-line ProjectError that starts
-with the file's name.
+28x28 input. Every bad input, from a text file to a decompression bomb, a named pipe or a file too large, is a
+one-line ProjectError that starts with the file's name.
+
+What one image may cost is bounded before anything is decoded: a file is a regular file of at most
+MAX_FILE_MB (checked before it is opened, and again on the opened file), and its header's size at most
+MAX_SIDE pixels a side and MAX_PIXELS in all (after a JPEG's reduced decoding, see DRAFT_SIDE), checked
+before its pixels are decoded. Memory grows with the pixels, not with the compressed bytes: a 111 KB PNG can
+declare 88 million pixels.
 """
 
 from __future__ import annotations
 
+import errno
 import io
+import os
 import re
+import stat
 import warnings
 from pathlib import Path
 
@@ -21,43 +30,100 @@ from mnistlab.datasets import INK_THRESHOLD, SIDE
 from mnistlab.errors import ProjectError
 
 MAX_SIDE = 20_000  # pixels; a 200-megapixel camera sensor is 16320 wide. Pillow's pixel-count guard applies too.
+MAX_PIXELS = 40_000_000  # pixels in all, from the header, before decoding: about 1 GB at the peak for a float image
+MAX_FILE_MB = 10  # the largest image file read (and demo.py's default upload cap): read whole, so bounded
+DRAFT_SIDE = 2048  # a JPEG larger than this both ways is decoded at 1/2, 1/4 or 1/8 scale, no side below it
+FILE_KINDS = {
+    stat.S_ISDIR: "a directory",
+    stat.S_ISFIFO: "a named pipe",
+    stat.S_ISCHR: "a character device",
+    stat.S_ISBLK: "a block device",
+    stat.S_ISSOCK: "a socket",
+}
 
 
 def source_name(source, name: str | None = None) -> str:
-    return name or ("image" if isinstance(source, bytes | bytearray) else str(source))
+    """How an image is named in messages: on one line, whatever characters its file name has."""
+    name = name or ("image" if isinstance(source, bytes | bytearray) else str(source))
+    return "".join(c if c.isprintable() else ascii(c)[1:-1] for c in name)
+
+
+def read_image_file(path, name: str | None = None, max_bytes: int = MAX_FILE_MB << 20) -> bytes:
+    """The one way a user's image file is read: a regular file (a pipe, device or folder is refused before it is
+    opened, so nothing blocks), at most ``max_bytes`` (refused before reading), read whole; ProjectError naming it.
+    """
+    name = source_name(path, name)
+    try:
+        _check_file(os.stat(path), name, max_bytes)
+        fd = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+        with os.fdopen(fd, "rb") as file:
+            _check_file(os.fstat(fd), name, max_bytes)  # it may have been swapped for a pipe since the stat
+            data = file.read(max_bytes + 1)
+    except FileNotFoundError:
+        raise ProjectError(f"{name}: no such file") from None
+    except OSError as exc:  # permission denied, a name too long (ENAMETOOLONG), a symlink loop, an I/O error
+        reason = "file name too long" if exc.errno == errno.ENAMETOOLONG else exc.strerror or type(exc).__name__
+        raise ProjectError(f"{name}: cannot be read: {reason[0].lower()}{reason[1:]}") from None
+    if len(data) > max_bytes:  # it grew since the stat
+        raise ProjectError(f"{name}: file is over the {max_bytes / (1 << 20):g} MB limit for an image")
+    return data
+
+
+def _check_file(info: os.stat_result, name: str, max_bytes: int) -> None:
+    if not stat.S_ISREG(info.st_mode):
+        kind = next((kind for test, kind in FILE_KINDS.items() if test(info.st_mode)), "not a file")
+        raise ProjectError(f"{name}: not a regular file ({kind}); give an image file (PNG, JPEG...)")
+    if info.st_size > max_bytes:
+        raise ProjectError(
+            f"{name}: file is {info.st_size / (1 << 20):,.1f} MB, over the {max_bytes / (1 << 20):g} MB limit "
+            "for an image; scale it down or save it as JPEG"
+        )
+    if info.st_size == 0:
+        raise ProjectError(f"{name}: empty file, not an image")
 
 
 def read_grey(source, name: str | None = None) -> np.ndarray:
-    """A path's or raw bytes' image as float32 grey levels in [0, 1] (transparent parts as white paper)."""
+    """A path's or raw bytes' image as float32 grey levels in [0, 1] (transparent parts as white paper).
+
+    A path is read by read_image_file; raw bytes (an upload) are bounded by their caller.
+    """
     name = source_name(source, name)
-    if isinstance(source, bytes | bytearray) and not source:
-        raise ProjectError(f"{name}: empty file, not an image")
-    opened = io.BytesIO(source) if isinstance(source, bytes | bytearray) else Path(source)
+    if isinstance(source, bytes | bytearray):
+        if not source:
+            raise ProjectError(f"{name}: empty file, not an image")
+        data = source
+    else:
+        data = read_image_file(source, name)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit at all: refused
-            with Image.open(opened) as img:
+            with Image.open(io.BytesIO(data)) as img:
                 if max(img.size) > MAX_SIDE:
                     raise ProjectError(
                         f"{name}: image is {img.width}x{img.height} pixels, over the "
                         f"{MAX_SIDE}-pixel side limit; scale it down"
                     )
+                img.draft(None, (DRAFT_SIDE, DRAFT_SIDE))  # JPEG: decode at a reduced scale; others: no change
+                check_pixels(img, name)  # before any pixel is decoded
                 return grey_levels(ImageOps.exif_transpose(img))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ProjectError(too_large(name, exc)) from None
-    except FileNotFoundError:
-        raise ProjectError(f"{name}: no such file") from None
     except UnidentifiedImageError:
-        what = "not an image Pillow can read"
-        if isinstance(opened, Path) and not opened.is_file():
-            what = "not a regular file"  # a device or a pipe (/dev/zero would never end)
-        elif isinstance(opened, Path) and opened.stat().st_size == 0:
-            what = "empty file"
-        raise ProjectError(f"{name}: {what}; use PNG or JPEG") from None
+        raise ProjectError(f"{name}: not an image Pillow can read; use PNG or JPEG") from None
     except (OSError, ValueError, SyntaxError, EOFError) as exc:  # Pillow's ways of saying truncated or damaged
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "damaged or truncated image"
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:100]
         raise ProjectError(f"{name}: cannot be read: {reason} ({detail})") from None
+
+
+def check_pixels(img: Image.Image, name: str) -> None:
+    """Refuse an image whose header declares more than MAX_PIXELS: decoding it would cost memory by the pixel."""
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise ProjectError(
+            f"{name}: image is {width}x{height} pixels ({width * height / 1e6:,.0f} million), over the "
+            f"{MAX_PIXELS / 1e6:g} million-pixel limit; scale it down"
+        )
 
 
 def too_large(name: str, exc: Exception) -> str:
@@ -75,11 +141,13 @@ def grey_levels(img: Image.Image) -> np.ndarray:
     """float32 grey in [0, 1] for any mode: 16-bit by 65535, 32-bit int and float by their own range."""
     if img.mode.startswith("I;16"):
         return np.asarray(img).astype(np.float32) / 65535
-    if img.mode in ("I", "F"):
-        values = np.nan_to_num(np.asarray(img, dtype=np.float64), posinf=0, neginf=0)
+    if img.mode in ("I", "F"):  # in place: a 40-megapixel float image costs one copy, not five
+        values = np.array(img, dtype=np.float32 if img.mode == "F" else np.float64)
+        np.nan_to_num(values, copy=False, posinf=0, neginf=0)
         low, high = values.min(), values.max()
-        span = high - low if high > low else 1.0  # a flat image stays flat (and is then blank)
-        return ((values - low) / span).astype(np.float32)
+        values -= low
+        values /= high - low if high > low else 1.0  # a flat image stays flat (and is then blank)
+        return values.astype(np.float32, copy=False)
     if "A" in img.mode or "a" in img.mode or "transparency" in img.info:
         paper = Image.new("RGBA", img.size, "white")
         img = Image.alpha_composite(paper, img.convert("RGBA"))
@@ -101,8 +169,9 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
     if ink.max() < 0.05:
         raise ValueError("no ink found: the image is blank or has no contrast")
     ink /= ink.max()
-    rows, cols = np.nonzero(ink > INK_THRESHOLD)
-    crop = ink[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1]
+    inked = ink > INK_THRESHOLD
+    rows, cols = np.flatnonzero(inked.any(axis=1)), np.flatnonzero(inked.any(axis=0))  # not every inked pixel's
+    crop = ink[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
     scale = 20.0 / max(crop.shape)
     size = (max(1, round(crop.shape[1] * scale)), max(1, round(crop.shape[0] * scale)))

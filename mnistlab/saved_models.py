@@ -28,13 +28,14 @@ import skops.io as sio
 
 from mnistlab.datasets import SIDE
 from mnistlab.errors import ProjectError
-from mnistlab.files import atomic_path
+from mnistlab.files import atomic_path, is_regular, read_bytes
 from mnistlab.paths import CHECKPOINTS
 from mnistlab.recipes import BENCHMARK_ONLY, CLASSICAL, NETWORKS, PREFERRED
 
 SUFFIX = {"network": ".pt", "classical": ".skops"}
 
 
+MAX_MODEL_BYTES = 2 << 30  # an SVC of 60000 training images is about 100 MB
 FORMAT = "mnist-classical-model/1"  # the "format" entry of a save_classical file
 
 
@@ -142,12 +143,7 @@ def loads_trusted(data: bytes, path: Path, refusal: str = "refused", fix: str = 
 def load_classical(path):
     """(pipeline, meta) from a .skops file written by ``save_classical``; nothing untrusted is constructed."""
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise ProjectError(f"{path}: no such file") from None
-    except OSError as exc:
-        raise ProjectError(f"{path}: cannot be read ({exc.strerror or exc})") from None
+    data = read_bytes(path, MAX_MODEL_BYTES, "saved model")
     return loads_trusted(data, path)
 
 
@@ -199,7 +195,7 @@ def load_predictor(path, device: str = "auto") -> Predictor:
     path = Path(path)
     if path.suffix not in SUFFIX.values():
         raise ProjectError(f"{path}: not a saved model; expected a .pt network checkpoint or a .skops classical model")
-    if not path.is_file():
+    if not is_regular(path, "saved model"):
         raise ProjectError(f"no model at {path}; train it with {train_command_for(path)}")
     if path.suffix == ".pt":
         from mnistlab.checkpoints import load_model  # here: torch takes a second to import
@@ -257,7 +253,7 @@ def find_model(model: str, recipe: str | None = None, checkpoint_dir=CHECKPOINTS
     folder = Path(checkpoint_dir) / dataset
     names = [f"{model}-{r}{SUFFIX[family]}" for r in ([recipe] if recipe else PREFERRED[family])]
     for name in names:
-        if (folder / name).is_file():
+        if is_regular(folder / name, "saved model"):
             return folder / name
     looked = names[0] if len(names) == 1 else "{" + ",".join(names) + "}"
     raise ProjectError(

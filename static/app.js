@@ -92,7 +92,8 @@ $("upload").addEventListener("change", (ev) => {
     return;
   }
   $("source").textContent = `Input: ${file.name}`;
-  send(file, file.type || "application/octet-stream", file.name);
+  // The server takes image types only (never a form's text/plain): anything else goes as bytes for it to judge.
+  send(file, file.type.startsWith("image/") ? file.type : "application/octet-stream", file.name);
 });
 
 // ------------------------------------------------------------------ server

@@ -176,7 +176,7 @@ def test_predict_cli_missing_model(tmp_path, capsys):
 def test_table_shows_mean_and_std_over_seeds(fashion_run):
     _, dirs = fashion_run
     record = read_json(dirs["results"] / "tdigits" / "knn-tuned.json")
-    merged = {**record, "accuracy": 0.9612, "accuracy_std": 0.0021, "seeds": [0, 1, 2]}
+    merged = {**record, "accuracy_mean": 0.9612, "accuracy_std": 0.0021, "seeds": [0, 1, 2]}
     line = next(r for r in report.markdown(report.table_rows([merged], "mnist")).splitlines() if "| knn |" in r)
     assert "96.12% ± 0.21 (3 seeds)" in line
 
