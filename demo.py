@@ -353,6 +353,11 @@ def make_server(args: argparse.Namespace, static_dir: Path = STATIC) -> Server:
         ) from None
 
 
+def megabytes(text: str) -> float:
+    """An argparse type for --max-upload-mb: a finite number of megabytes, from 0.01 to 100."""
+    return in_range(float, 0.01, 100)(text)
+
+
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
@@ -367,7 +372,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--device", choices=DEVICES, default="auto", help="for the networks (default: auto)")
     p.add_argument(
         "--max-upload-mb",
-        type=in_range(float, 0.01, 100),
+        type=megabytes,
         default=float(MAX_FILE_MB),
         help=f"largest accepted upload, from 0.01 to 100 (default: {MAX_FILE_MB})",
     )

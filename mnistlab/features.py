@@ -121,20 +121,32 @@ def hog_batch(images: np.ndarray, cell: int, orientations: int, block: int, bloc
     index = (image * (cells * cells) + cell_of[pixel]) * orientations + bins
     votes = (cell_of[pixel] >= 0) & (bins < orientations)
     hist = np.bincount(index[votes], magnitude[votes], minlength=n * cells * cells * orientations)
-    hist = hist.reshape(n, cells, cells, orientations) / (cell * cell)
+    hist = (hist / (cell * cell)).astype(images.dtype).reshape(n, cells, cells, orientations)
     # Blocks: every block x block window of cells, flattened as skimage does (block row, block column, cell
-    # row, cell column, bin), each normalised on its own.
-    windows = np.lib.stride_tricks.sliding_window_view(hist, (block, block), axis=(1, 2))
-    blocks = windows.transpose(0, 1, 2, 4, 5, 3).reshape(n, -1, block * block * orientations)
+    # row, cell column, bin), each normalised on its own (in the images' dtype, scaled in place: the blocks
+    # repeat each cell up to block^2 times, so this is the largest array).
+    spots = cells - block + 1  # block positions along each side
+    out = np.empty((n, spots, spots, block, block, orientations), images.dtype)
+    for i in range(block):
+        for j in range(block):
+            out[:, :, :, i, j] = hist[:, i : i + spots, j : j + spots]
+    out = out.reshape(n, spots * spots, block * block * orientations)
     if block_norm in ("L1", "L1-sqrt"):
-        out = blocks / (np.abs(blocks).sum(axis=2, keepdims=True) + HOG_EPS)
-        out = np.sqrt(out) if block_norm == "L1-sqrt" else out
+        out /= np.abs(out).sum(axis=2, keepdims=True) + out.dtype.type(HOG_EPS)
+        if block_norm == "L1-sqrt":
+            np.sqrt(out, out=out)
     else:
-        out = blocks / np.sqrt((blocks**2).sum(axis=2, keepdims=True) + HOG_EPS**2)
+        scale_to_unit(out)
         if block_norm == "L2-Hys":  # clipped at 0.2, then normalised again
-            out = np.minimum(out, 0.2)
-            out = out / np.sqrt((out**2).sum(axis=2, keepdims=True) + HOG_EPS**2)
-    return out.reshape(n, -1).astype(images.dtype)
+            np.minimum(out, out.dtype.type(0.2), out=out)
+            scale_to_unit(out)
+    return out.reshape(n, -1)
+
+
+def scale_to_unit(blocks: np.ndarray) -> None:
+    """Divide each block (the last axis) by its L2 norm (plus eps, as skimage does), in place."""
+    squares = np.einsum("ijk,ijk->ij", blocks, blocks)
+    blocks *= (1 / np.sqrt(squares + blocks.dtype.type(HOG_EPS**2)))[..., None]
 
 
 class HOG(TransformerMixin, BaseEstimator):

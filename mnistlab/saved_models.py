@@ -204,10 +204,31 @@ def load_predictor(path, device: str = "auto") -> Predictor:
         classes = [str(c) for c in config.get("classes") or range(final_width(model))]
         return Predictor(path.stem, "network", classes, "probability", path, network_scores(model), config)
     pipeline, meta = load_classical(path)
-    names = meta.get("classes")
-    classes = [str(names[int(c)] if names else c) for c in pipeline.classes_]  # the labels this model knows
-    kind = score_kind(pipeline)
-    return Predictor(path.stem, "classical", classes, kind, path, classical_scores(pipeline, kind), meta)
+    try:
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(pipeline)
+        names = meta.get("classes")
+        classes = [str(names[int(c)] if names else c) for c in pipeline.classes_]  # the labels this model knows
+        kind = score_kind(pipeline)
+        predictor = Predictor(path.stem, "classical", classes, kind, path, classical_scores(pipeline, kind), meta)
+        probe(predictor)
+    except Exception as exc:  # a file of trusted types whose structure lies: whatever it raises, it is refused
+        detail = " ".join(str(exc).split())[:120] or type(exc).__name__
+        raise ProjectError(
+            f"{path}: refused: it does not work as a model of 28x28 images ({detail}); retrain it"
+        ) from None
+    return predictor
+
+
+def probe(predictor: Predictor) -> None:
+    """A loaded model must give one finite score per class for a few 28x28 inputs."""
+    x = np.random.default_rng(0).random((3, SIDE, SIDE), dtype=np.float32)
+    scores = predictor.predict(x)
+    if scores.shape != (3, len(predictor.classes)) or not np.isfinite(scores).all():
+        raise ValueError(
+            f"its scores have shape {scores.shape} for {len(predictor.classes)} classes, or are not finite"
+        )
 
 
 def final_width(model) -> int:
@@ -265,7 +286,8 @@ def find_models(checkpoint_dir=CHECKPOINTS, dataset: str = "mnist", device: str 
     """(predictors, missing): every expected model's preferred saved file, networks first, then classical.
 
     ``missing`` lists (model, the command that trains it) for those with no file yet. A file that exists
-    but cannot be loaded (tampered, truncated, another format) is a ProjectError naming it, not a gap.
+    but cannot be loaded (tampered, truncated, unfinished, computing nonsense) is refused alone, with a line on
+    stderr, while the others are used.
     """
     predictors, missing = [], []
     for model in NETWORKS + CLASSICAL:
@@ -275,7 +297,10 @@ def find_models(checkpoint_dir=CHECKPOINTS, dataset: str = "mnist", device: str 
             if model not in BENCHMARK_ONLY:
                 missing.append((model, train_command(model, None, dataset, checkpoint_dir)))
             continue
-        predictors.append(load_predictor(path, device))
+        try:
+            predictors.append(load_predictor(path, device))
+        except ProjectError as exc:
+            print(f"note: {exc}; the other models are used", file=sys.stderr)
     return predictors, missing
 
 
