@@ -3,7 +3,7 @@
 Every pipeline takes the raw uint8 images ([N, 28, 28] or [N, 784]) and does its own preprocessing, so the
 fit and predict timings include it:
 
-    [deskew] -> pixels / 255 (or StandardScaler) as float -> [PCA] -> classifier
+    [deskew] -> pixels / 255 as float -> [HOG features] -> [StandardScaler] -> [PCA] -> classifier
 
 Three settings families (``--recipe``) give each algorithm's settings; any hyperparameter can be overridden:
 
@@ -27,7 +27,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from mnistlab.errors import ProjectError
-from mnistlab.features import N_PIXELS, deskew, to_unit
+from mnistlab.features import HOG, N_PIXELS, deskew, hog_length, hog_problem, to_unit
 from mnistlab.recipes import CLASSICAL_RECIPES
 
 
@@ -93,7 +93,10 @@ def build(algo: str, s: dict, seed: int = 0, threads: int = 1) -> Pipeline:
     """The Pipeline for ``algo`` with settings ``s`` (from ``settings``)."""
     steps = [("deskew", FunctionTransformer(deskew))] if s["deskew"] else []
     steps.append(("scale", FunctionTransformer(to_unit, kw_args={"dtype": s["dtype"]})))
-    if s["scaler"] == "standard":  # each pixel to zero mean and unit variance over the training images
+    if s["features"] == "hog":  # histograms of oriented gradients of the (deskewed) image instead of its pixels
+        hog = HOG(s["hog_cell"], s["hog_orientations"], s["hog_block"], s["hog_norm"], s["hog_cell2"], threads)
+        steps.append(("hog", hog))
+    if s["scaler"] == "standard":  # each pixel (or feature) to zero mean and unit variance over the training images
         steps.append(("standardize", StandardScaler()))
     if s["pca"]:
         steps.append(("pca", PCA(n_components=s["pca"], random_state=seed)))
@@ -103,7 +106,12 @@ def build(algo: str, s: dict, seed: int = 0, threads: int = 1) -> Pipeline:
 
 # ---------------------------------------------------------------- their settings
 # Preprocessing of the write-up: pixels / 255.0 as float64. Each family's changes for all its members:
-PREPROCESSING = {"deskew": False, "pca": 0, "scaler": "unit", "dtype": "float64"}
+PREPROCESSING = {"deskew": False, "features": "pixels", "pca": 0, "scaler": "unit", "dtype": "float64"}
+FEATURES = ("pixels", "hog")  # what the model sees: the pixels, or HOG features computed from them
+# HOG's settings, in a model's settings only when it uses HOG (cell side in pixels, unsigned orientation bins,
+# block side in cells, skimage's block norm, a second cell size whose features are appended, 0: none); chosen on
+# MNIST's validation split (docs/classical_tuning.md). A model's own entry below may change any of them.
+HOG_SETTINGS = {"hog_cell": 4, "hog_orientations": 9, "hog_block": 2, "hog_norm": "L2-Hys", "hog_cell2": 0}
 FAMILY = {"paper": {}, "tuned": {"dtype": "float32"}, "benchmark": {"scaler": "standard", "dtype": "float32"}}
 # algorithm -> (help, maker, base settings: the write-up's values or the library defaults where it had none)
 REGISTRY = {
@@ -173,13 +181,30 @@ def settings(algo: str, recipe: str, overrides: dict | None = None, dataset: str
     if algo not in family(recipe, dataset):
         has = [r for r in CLASSICAL_RECIPES if algo in family(r)]
         raise ProjectError(f"{algo} has no {recipe} settings; use --recipe {' or '.join(has)}")
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
     out = {**PREPROCESSING, **REGISTRY[algo][2], **FAMILY[recipe], **family(recipe, dataset)[algo]}
-    out.update({k: v for k, v in (overrides or {}).items() if v is not None and k in out})
+    if given.get("features", out["features"]) == "hog":
+        out = {**HOG_SETTINGS, **out}
+    out.update({k: v for k, v in given.items() if k in out})
+    if out["features"] not in FEATURES:
+        raise ProjectError(f"features {out['features']!r}: choose one of {', '.join(FEATURES)}")
+    if out["features"] == "pixels":  # HOG's settings would be recorded but do nothing
+        out = {k: v for k, v in out.items() if not k.startswith("hog_")}
+    elif problem := hog_problem(*(out[k] for k in HOG_SETTINGS)):
+        raise ProjectError(problem)
     if algo == "pca-svm" and not out["pca"]:
         raise ProjectError("pca-svm needs --pca N with N >= 1 (use --algo svm for no PCA)")
-    if out["pca"] > N_PIXELS:
-        raise ProjectError(f"--pca {out['pca']} exceeds the {N_PIXELS} pixels; choose 0 (off) to {N_PIXELS}")
+    if out["pca"] > n_features(out):
+        n, what = n_features(out), "pixels" if out["features"] == "pixels" else "HOG features"
+        raise ProjectError(f"--pca {out['pca']} exceeds the {n} {what}; choose 0 (off) to {n}")
     return out
+
+
+def n_features(s: dict) -> int:
+    """How many numbers per image reach the [scaler, PCA and] model: the pixels or the HOG features."""
+    if s["features"] == "pixels":
+        return N_PIXELS
+    return hog_length(s["hog_cell"], s["hog_orientations"], s["hog_block"], s["hog_cell2"])
 
 
 def check_fits(s: dict, n_train: int) -> None:

@@ -91,7 +91,13 @@ def plan(args, started: float) -> list[tuple[str, object]]:
     """(title, function) for every step, in order; each function takes no argument. ``started``: the
     experiment's perf_counter start, so that the report can say how long everything before it took."""
     common = shared(args)
-    prep = {"dataset": args.dataset, "source": args.source, "data_dir": args.data_dir, "plots_dir": args.plots_dir}
+    prep = {
+        "dataset": args.dataset,
+        "source": args.source,
+        "data_dir": args.data_dir,
+        "plots_dir": args.plots_dir,
+        "write_json_files": False,
+    }  # the models read the cache alone; python data_prep.py writes the JSON too
     steps = [("data", lambda: data_prep.prepare(**prep))]
     for recipe in (published.recipe(args.dataset), "tuned"):
         if f"ml-{recipe}" not in args.skip:

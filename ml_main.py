@@ -6,6 +6,7 @@ for the Fashion-MNIST benchmark gradient boosting and scikit-learn's MLP).
     python ml_main.py --dataset fashion-mnist --algo all --recipe benchmark   # Fashion-MNIST's published settings
     python ml_main.py --algo knn --k 5 --deskew    # any hyperparameter overrides the recipe
     python ml_main.py --algo svm --val-size 10000  # tune: score on 10000 held-out training images, not the test set
+    python ml_main.py --algo knn --features hog    # HOG features instead of pixels (after --deskew where set)
 
 Each run is named <algo>-<recipe> (plus any setting given explicitly) and writes its record to
 results/<dataset>/<name>.json, its confusion matrix to plots/<dataset>/confusion_<name>.png and its fitted
@@ -176,6 +177,7 @@ HYPERPARAMETERS = (
     "cache_mb",
     "pca",
     "deskew",
+    "features",
     "scaler",
     "dtype",
 )
@@ -225,6 +227,11 @@ def build_parser() -> ArgumentParser:
     h.add_argument("--cache-mb", type=positive(float), help="svm, pca-svm: kernel cache size in MB")
     h.add_argument("--pca", type=non_negative(int), help="project onto this many principal components first (0: off)")
     h.add_argument("--deskew", action=BooleanOptionalAction, help="straighten slanted digits first")
+    h.add_argument(
+        "--features",
+        choices=Classifier.FEATURES,
+        help="what the model sees: pixels, or hog (histograms of oriented gradients of the image, after --deskew)",
+    )
     h.add_argument(
         "--scaler",
         choices=("unit", "standard"),

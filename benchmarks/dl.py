@@ -30,8 +30,12 @@ BURN = "while True: pass"
 PUBLISHED_CNN = ("--stem", "pool", "--width", "32", "--lr", "0.006")  # the fast recipe's earlier network and rate
 
 
+QUICK = ("--epochs", "1", "--train-size", "2000", "--test-size", "500")  # --quick: the suite's own test
+
+
 def fast_run(args, out: Path, seed: int = 0, flags: tuple = ()) -> dict:
     """One fast-recipe process: its wall seconds (launch to exit) and its record."""
+    flags = (*flags, *QUICK) if getattr(args, "quick", False) else flags
     out = out / f"seed{seed}-{time.monotonic_ns()}"
     cmd = [
         sys.executable,
@@ -105,10 +109,11 @@ def run(args) -> list[dict]:
         # Untimed: the first process after a pause was measured up to 2.7x slower on a shared host (its start-up,
         # the imports, took 19 s instead of 2: the libraries read back from disk); every timed process starts warm.
         fast_run(args, tmp, 0, ("--epochs", "1", "--train-size", "2000", "--test-size", "500"))
-        recs = [fast_run(args, tmp, seed) for seed in range(SEEDS)]
+        quick = getattr(args, "quick", False)  # small slices, one seed less, no peer and no contention runs
+        recs = [fast_run(args, tmp, seed) for seed in range(SEEDS - quick)]
         accs, walls = [r["accuracy"] for r in recs], [r["wall"] for r in recs]
-        typical = sorted(recs, key=lambda r: r["wall"])[SEEDS // 2]  # where the seconds go: the median run's
-        name = f"cnn fast recipe, {SEEDS} seeds: process start to exit"
+        typical = sorted(recs, key=lambda r: r["wall"])[len(recs) // 2]  # where the seconds go: the median run's
+        name = f"cnn fast recipe, {len(recs)} seeds: process start to exit"
         seeds = ", ".join(f"{100 * a:.2f}% in {w:.1f} s" for a, w in zip(accs, walls, strict=True))
         rows.append(
             {
@@ -132,6 +137,8 @@ def run(args) -> list[dict]:
                 f"of seed 0 above; seconds: {breakdown(before)}",
             }
         )
+        if quick:
+            return rows
         peer = tutorial_run(args)
         rows.append(
             {

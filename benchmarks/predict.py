@@ -1,7 +1,8 @@
 """Predict suite: own-image prediction on MNIST test digits turned into ordinary image files.
 
 Each digit is enlarged, inverted to dark ink on light grey paper, shifted on a larger page and saved as
-PNG or JPEG (photos.py); inference.read_digit must undo all of that. Every saved model is scored.
+PNG or JPEG (mnistlab.images.write_photos); mnistlab.images.read_digit must undo all of that. Every saved model
+is scored (--quick: 20 digits).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from mnistlab.saved_models import find_models
 
 
 def run(args, n: int = 200) -> list[dict]:
+    n = 20 if getattr(args, "quick", False) else n
     x, y = load_split("test", data_dir=args.data_dir, size=n)
     predictors, missing = find_models(device="cpu")
     rows = [

@@ -47,6 +47,7 @@ TRUSTED = (
     "sklearn.pipeline.Pipeline",
     "sklearn.preprocessing._function_transformer.FunctionTransformer",
     "mnistlab.features.deskew", "mnistlab.features.to_unit",  # the functions those transformers call
+    "mnistlab.features.HOG",  # the HOG feature step (its settings only: it learns nothing)
     "sklearn.decomposition._pca.PCA",
     "sklearn.neighbors._classification.KNeighborsClassifier",
     "sklearn.neighbors._kd_tree.KDTree", "sklearn.neighbors._ball_tree.BallTree",  # KNN's index on few features

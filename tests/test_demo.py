@@ -125,7 +125,8 @@ def test_bad_uploads_get_a_json_error_and_the_server_keeps_serving(bare):
     image = {"Content-Type": "image/png"}
     cases = [  # (body, extra headers, status, words of the error)
         (b"\x89PNG" + bytes(60_000), image, 413, "too large"),
-        (b"this is a text file, not a picture", {"Content-Type": "text/plain"}, 400, "not an image"),
+        (b"this is a text file, not a picture", image, 400, "not an image"),
+        (b"this is a text file, not a picture", {"Content-Type": "text/plain"}, 415, "content-type text/plain"),
         (b"", image, 400, "empty"),
         (png(np.full((50, 50), 255)), image, 400, "blank"),
         (b"--x\r\n\r\n--x--\r\n", {"Content-Type": "multipart/form-data; boundary=x"}, 415, "multipart"),

@@ -165,7 +165,7 @@ def test_bad_files_are_one_line_naming_the_file(page, tmp_path):
         "notes.png": "not an image",
         "empty.png": "empty file",
         "missing.png": "no such file",
-        "folder.png": "cannot be read",
+        "folder.png": "not a regular file (a directory)",
     }
     for name, problem in expected.items():
         message = one_line_error(read_digit, tmp_path / name)
@@ -186,6 +186,79 @@ def test_bytes_read_like_the_file(page, tmp_path):
     assert np.array_equal(
         read_digit((tmp_path / "digit.png").read_bytes(), "upload"), read_digit(tmp_path / "digit.png")
     )
+
+
+def test_pixel_budget_is_checked_before_decoding(tmp_path, monkeypatch):
+    """88 million pixels in a 110-byte PNG: under Pillow's own guard (89 million), over MAX_PIXELS; refused from
+    the header, as bytes (an upload) and as a file, before a pixel is decoded."""
+    from PIL import ImageFile
+
+    def decoding(self):
+        raise AssertionError("pixels decoded before the pixel budget was checked")
+
+    monkeypatch.setattr(ImageFile.ImageFile, "load", decoding)
+    (tmp_path / "wide.png").write_bytes(png_header(9400, 9400))
+    expected = "image is 9400x9400 pixels (88 million), over the 40 million-pixel limit; scale it down"
+    assert one_line_error(read_grey, png_header(9400, 9400), "upload.png") == f"upload.png: {expected}"
+    assert one_line_error(read_digit, tmp_path / "wide.png") == f"{tmp_path / 'wide.png'}: {expected}"
+
+
+def test_jpeg_is_decoded_at_a_reduced_scale(page, tmp_path, monkeypatch):
+    """A JPEG over the pixel budget that fits once decoded at 1/2 scale (Image.draft) is read; a PNG is not."""
+    monkeypatch.setattr("mnistlab.images.MAX_PIXELS", 1_000_000)
+    monkeypatch.setattr("mnistlab.images.DRAFT_SIDE", 500)
+    big = Image.fromarray(page).resize((2000, 1500))  # 3 million pixels
+    big.save(tmp_path / "big.jpg", quality=95)
+    big.save(tmp_path / "big.png")
+    grey = read_grey(tmp_path / "big.jpg")
+    assert grey.shape == (750, 1000)
+    assert np.abs(grey - np.asarray(big.resize((1000, 750)), dtype=np.float32) / 255).mean() < 0.02
+    assert "over the 1 million-pixel limit" in one_line_error(read_grey, tmp_path / "big.png")
+
+
+def test_only_regular_files_are_opened(page, tmp_path, monkeypatch):
+    """A named pipe is refused before it is opened (opening one blocks until someone writes); a folder, a
+    device, a file that may not be read, a name too long, a file over the size limit: one line each."""
+    import concurrent.futures
+    import errno
+
+    if hasattr(os, "mkfifo"):
+        fifo = tmp_path / "pipe.png"
+        os.mkfifo(fifo)
+        with concurrent.futures.ThreadPoolExecutor(1) as pool:
+            answer = pool.submit(one_line_error, read_digit, fifo)
+            try:
+                message = answer.result(timeout=10)
+            except concurrent.futures.TimeoutError:
+                os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # let the blocked reader go
+                raise AssertionError("reading a named pipe blocked") from None
+        assert message == f"{fifo}: not a regular file (a named pipe); give an image file (PNG, JPEG...)"
+    (tmp_path / "folder.png").mkdir()
+    assert one_line_error(read_digit, tmp_path / "folder.png").startswith(f"{tmp_path}/folder.png: not a regular file")
+
+    locked = tmp_path / "locked.png"
+    Image.fromarray(page).save(locked)
+    locked.chmod(0)
+    if getattr(os, "geteuid", lambda: 0)() == 0:  # root reads anything: fail the open as it does for others
+        real_open = os.open
+
+        def refusing_open(path, *args, **kwargs):
+            if Path(path) == locked:
+                raise PermissionError(errno.EACCES, "Permission denied", str(path))
+            return real_open(path, *args, **kwargs)
+
+        monkeypatch.setattr(os, "open", refusing_open)
+    assert one_line_error(read_digit, locked) == f"{locked}: cannot be read: permission denied"
+    monkeypatch.undo()
+
+    long = tmp_path / ("x" * 300 + ".png")  # a name over the 255 bytes a file system allows
+    assert one_line_error(read_digit, long) == f"{long}: cannot be read: file name too long"
+    huge = tmp_path / "huge.png"
+    with open(huge, "wb") as f:
+        f.truncate((10 << 20) + 1)  # sparse: nothing is written, nothing read
+    assert one_line_error(read_digit, huge).startswith(f"{huge}: file is 10.0 MB, over the 10 MB limit")
+    odd = tmp_path / "two\nlines.png"
+    assert one_line_error(read_digit, odd) == f"{tmp_path}/two\\nlines.png: no such file"
 
 
 # ---------------------------------------------------------------- classical models

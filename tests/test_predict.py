@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import concurrent.futures
+import os
 import re
 import shutil
+import struct
 import subprocess
 import sys
 from pathlib import Path
@@ -136,6 +139,76 @@ def test_checkpoint_and_recipe_pick_the_file(models, photos, tmp_path, capsys):
     assert code == 0 and len(out) == 1
     saved = np.asarray(Image.open(tmp_path / "in" / f"{path.stem}_28x28.png")) / 255.0
     assert saved.shape == (28, 28) and np.abs(saved - read_digit(path)).max() <= 0.5 / 255 + 1e-6
+
+
+def tiff_header(width: int, height: int) -> bytes:
+    """A tiny TIFF that declares ``width`` x ``height`` 32-bit float pixels (its one strip is 16 bytes)."""
+    short, long = 3, 4
+    tags = [(256, long, width), (257, long, height), (258, short, 32), (259, short, 1), (262, short, 1)]
+    tags += [(273, long, 8 + 2 + 12 * 10 + 4), (277, short, 1), (278, long, height), (279, long, 16), (339, short, 3)]
+    entries = b"".join(
+        struct.pack("<HHI", tag, kind, 1) + struct.pack("<HH" if kind == short else "<I", value, *[0][: kind == short])
+        for tag, kind, value in tags
+    )
+    return b"II*\0" + struct.pack("<IH", 8, len(tags)) + entries + struct.pack("<I", 0) + bytes(16)
+
+
+def test_float_tiff_over_the_pixel_budget_is_one_line(models, photos, tmp_path, capsys, monkeypatch):
+    """A 190-byte float TIFF declaring 49 million pixels: refused from its header, before a pixel is decoded
+    (a 634 KB one cost 3.1 GB), and the good image beside it is still classified."""
+    from PIL import ImageFile
+
+    tiff = tmp_path / "float.tiff"
+    tiff.write_bytes(tiff_header(7000, 7000))
+    with Image.open(tiff) as img:
+        assert (img.mode, img.size) == ("F", (7000, 7000))
+    good = photos[0][0]
+    decode = ImageFile.ImageFile.load
+    decoded = []
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda img: decoded.append(img.size) or decode(img))
+    code, out, err = run([tiff, good, "--checkpoint-dir", models], capsys)
+    assert code == 1 and [line.split(": ")[0] for line in out] == [str(good)] and (7000, 7000) not in decoded
+    assert err == [
+        f"predict.py: error: {tiff}: image is 7000x7000 pixels (49 million), over the 40 million-pixel limit; "
+        "scale it down"
+    ]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no named pipes here")
+def test_a_pipe_or_a_bad_name_is_one_line_and_the_good_image_still_answers(models, photos, tmp_path, capsys):
+    """mkfifo f.png; predict.py f.png good.png: it used to block forever on f.png."""
+    fifo, long, folder, good = tmp_path / "f.png", tmp_path / ("y" * 300 + ".png"), tmp_path / "d.png", photos[0][0]
+    os.mkfifo(fifo)
+    folder.mkdir()
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        answer = pool.submit(run, [fifo, long, folder, good, "--checkpoint-dir", models], capsys)
+        try:
+            code, out, err = answer.result(timeout=60)
+        except concurrent.futures.TimeoutError:
+            os.close(os.open(fifo, os.O_WRONLY | os.O_NONBLOCK))  # let the blocked reader go
+            raise AssertionError("predict.py blocked on a named pipe") from None
+    assert code == 1 and [line.split(": ")[0] for line in out] == [str(good)]
+    assert err == [
+        f"predict.py: error: {fifo}: not a regular file (a named pipe); give an image file (PNG, JPEG...)",
+        f"predict.py: error: {long}: cannot be read: file name too long",
+        f"predict.py: error: {folder}: not a regular file (a directory); give an image file (PNG, JPEG...)",
+    ]
+
+
+def test_saved_inputs_of_images_with_one_name_do_not_overwrite_each_other(models, photos, tmp_path, capsys):
+    """predict.py a/d.png b/d.png --save-inputs out: one file each (a_d_28x28.png, b_d_28x28.png), not one for both."""
+    images = [tmp_path / "a" / "d.png", tmp_path / "b" / "d.png", tmp_path / "b" / "d.jpg", tmp_path / "e.png"]
+    for image, photo in zip(images, [photos[0][0], photos[0][2], photos[0][1], photos[0][4]], strict=True):
+        image.parent.mkdir(exist_ok=True)
+        shutil.copy(photo, image)
+    out = tmp_path / "out"
+    code, lines, _ = run([*images, "--checkpoint-dir", models, "--save-inputs", out], capsys)
+    assert code == 0 and len(lines) == 4
+    names = ["a_d_28x28.png", "b_d_28x28.png", "b_d-2_28x28.png", "e_28x28.png"]
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    for image, name in zip(images, names, strict=True):
+        saved = np.asarray(Image.open(out / name)) / 255.0
+        assert np.abs(saved - read_digit(image)).max() <= 0.5 / 255 + 1e-6, name
 
 
 @pytest.mark.parametrize(
