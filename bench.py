@@ -24,7 +24,7 @@ from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, write_json
 from mnistlab.machine import versions
 from mnistlab.paths import BUNDLED, REPO, RESULTS
-from mnistlab.tables import replace_section
+from mnistlab.tables import markdown_table, replace_section
 
 SUITES = ("data", "ml", "dl", "predict")  # the default: every suite that runs on the CPU
 ALL_SUITES = (*SUITES, "gpu")
@@ -44,9 +44,7 @@ def format_table(rows: list[dict]) -> str:
             return f"{value:.1f}x"
         return str(value)
 
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r, k) for k in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(COLUMNS, [[cell(r, k) for k in COLUMNS] for r in rows])
 
 
 def add_speedups(rows: list[dict]) -> None:

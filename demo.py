@@ -39,6 +39,7 @@ from urllib.parse import unquote, urlsplit
 import numpy as np
 
 from mnistlab.errors import ProjectError, run_cli
+from mnistlab.files import jsonable
 from mnistlab.flags import DEVICES, dataset_type, in_range
 from mnistlab.images import MAX_FILE_MB, read_digit
 from mnistlab.paths import CHECKPOINTS, REPO
@@ -281,7 +282,7 @@ class Handler(BaseHTTPRequestHandler):
         self._json(code, {"error": message or HTTPStatus(code).phrase}, body=self.command != "HEAD")
 
     def _json(self, status: int, obj, body: bool = True, retry: bool = False) -> None:
-        data = json.dumps(obj, allow_nan=False, default=_plain).encode()
+        data = json.dumps(obj, allow_nan=False, default=jsonable).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(data)))
@@ -299,13 +300,6 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, fmt, *args):
         sys.stderr.write(f"demo.py: {self.address_string()} {fmt % args}\n")
-
-
-def _plain(obj):
-    """numpy scalars and arrays (scores, timings) as plain JSON numbers and lists."""
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
 
 
 class Server(ThreadingHTTPServer):

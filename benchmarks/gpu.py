@@ -18,7 +18,6 @@ from __future__ import annotations
 import contextlib
 import io
 import os
-import platform
 import statistics
 import subprocess
 import sys
@@ -28,8 +27,9 @@ from pathlib import Path
 
 from mnistlab.errors import ProjectError
 from mnistlab.files import atomic_path, read_json, write_json
-from mnistlab.machine import versions
+from mnistlab.machine import cpu_model, versions
 from mnistlab.paths import REPO
+from mnistlab.tables import markdown_table
 
 COLUMNS = ("step", "check", "status", "accuracy", "seconds", "goal", "wall s", "note")
 SEEDS = 5
@@ -168,7 +168,7 @@ def step_environment(ctx: Check) -> dict:
         memory = f"{torch.cuda.get_device_properties(device).total_memory / 2**30:.0f} GiB"
         extra = {"capability": cap, "memory": memory, "cudnn": torch.backends.cudnn.version()}
     else:
-        name, extra = cpu_name() if device.type == "cpu" else device.type, {}
+        name, extra = cpu_model() if device.type == "cpu" else device.type, {}
     ctx.env.update(
         torch=torch.__version__,
         torchvision=torchvision.__version__,
@@ -180,14 +180,6 @@ def step_environment(ctx: Check) -> dict:
     )
     shown = ", ".join(f"{k} {v}" for k, v in ctx.env.items() if k != "device")
     return {"note": shown}
-
-
-def cpu_name() -> str:
-    with contextlib.suppress(OSError):
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    return platform.processor() or platform.machine()
 
 
 # ---------------------------------------------------------------- 2. the CUDA-path checks
@@ -395,13 +387,11 @@ def cell(row: dict, key: str) -> str:
         return pct(value)
     if key in ("seconds", "wall s"):
         return f"{value:.2f}"
-    return str(value).replace("|", "/")
+    return str(value)
 
 
 def format_table(rows: list[dict]) -> str:
-    lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    lines += ["| " + " | ".join(cell(r, k) for k in COLUMNS) + " |" for r in rows]
-    return "\n".join(lines)
+    return markdown_table(COLUMNS, [[cell(r, k) for k in COLUMNS] for r in rows])
 
 
 def write_outputs(ctx: Check, args, rows: list[dict], seconds: float) -> str:

@@ -154,7 +154,7 @@ MAX_JSON_BYTES = 512 << 20  # a results record of the full test set is about 2 M
 
 def write_json(path, obj) -> None:
     with atomic_path(path) as tmp, open(tmp, "w") as f:
-        json.dump(obj, f, indent=2, default=_jsonable)
+        json.dump(obj, f, indent=2, default=jsonable)
         f.write("\n")
 
 
@@ -167,7 +167,8 @@ def read_json(path, limit: int = MAX_JSON_BYTES):
         raise ProjectError(f"{path} is unreadable or not valid JSON ({exc}); delete it and rerun") from None
 
 
-def _jsonable(obj):
+def jsonable(obj):
+    """The one ``default=`` for json: numpy and torch scalars and arrays, and paths, as plain JSON."""
     if hasattr(obj, "item"):  # numpy and torch scalars
         return obj.item()
     if hasattr(obj, "tolist"):

@@ -28,7 +28,7 @@ import skops.io as sio
 
 from mnistlab.datasets import SIDE
 from mnistlab.errors import ProjectError
-from mnistlab.files import atomic_path, is_regular, read_bytes
+from mnistlab.files import atomic_path, is_regular, jsonable, read_bytes
 from mnistlab.paths import CHECKPOINTS
 from mnistlab.recipes import BENCHMARK_ONLY, CLASSICAL, NETWORKS, PREFERRED
 
@@ -86,7 +86,7 @@ def save_classical(pipeline, path, meta: dict, check_X) -> Path:
         "estimator": qualified(type(final_step(pipeline))),
         "versions": {name: version(name) for name in ("scikit-learn", "skops")},
     }
-    saved = {"format": FORMAT, "meta": json.dumps(record, default=plain_json), "pipeline": pipeline}
+    saved = {"format": FORMAT, "meta": json.dumps(record, default=jsonable), "pipeline": pipeline}
     data = sio.dumps(saved, compression=zipfile.ZIP_DEFLATED)
     reloaded, _ = loads_trusted(
         data, path, "not saved", "add its types to mnistlab.saved_models.TRUSTED if they are safe"
@@ -103,10 +103,6 @@ def final_step(model):
 
 def qualified(cls) -> str:
     return f"{cls.__module__}.{cls.__name__}"
-
-
-def plain_json(obj):
-    return obj.item() if hasattr(obj, "item") else obj.tolist() if hasattr(obj, "tolist") else str(obj)
 
 
 def check_same_labels(fitted, saved, check_X, path: Path) -> None:

@@ -19,3 +19,10 @@ def replace_section(path: Path, marker: str, body: str) -> None:
     tail = rest.split(end, 1)[1]
     with atomic_path(path) as tmp:
         tmp.write_text(f"{head}{start}\n{body}{end}{tail}")
+
+
+def markdown_table(header, rows) -> str:
+    """The one table writer: a Markdown table of ``header`` and ``rows`` (lists of cells; a "|" in a cell is
+    written as "/", so that it cannot split the row)."""
+    lines = [header, ["---"] * len(header), *rows]
+    return "\n".join("| " + " | ".join(str(c).replace("|", "/") for c in line) + " |" for line in lines)
