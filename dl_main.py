@@ -145,6 +145,51 @@ def train(config: dict, index: int, data: dict, device, stop) -> dict | None:
     return {**seed_record(config, data, state, final, device, final_path), "seconds_setup": seconds_setup}
 
 
+# ---------------------------------------------------------------- the run
+def run(config: dict, stop) -> int:
+    if config["resume"]:  # the data and every training setting come from the checkpoint
+        config = resumed_config(config)
+    started, timings = time.perf_counter(), {"startup": process_age()}  # startup: interpreter and imports
+    device = resolve_device(config["device"])
+    config["amp"] = resolve_amp(config["amp"], device)  # saved resolved: a resumed run repeats it
+    print_config(config)
+    paths = run_paths(config)
+    check_output_dirs(
+        {
+            "--results-dir": paths["record"].parent,
+            "--plots-dir": paths["curves"].parent,
+            "--checkpoint-dir": paths["checkpoint"].parent,
+        }
+    )
+    setup_torch(config, device)
+    data = load_data(config, device)  # every split as whole tensors on the device
+    config["classes"] = data["classes"]
+    timings["data"] = time.perf_counter() - started  # with the device and thread set-up
+    if steps_per_epoch(len(data["train"][1]), config["batch_size"]) == 0:
+        raise ProjectError(
+            f"{len(data['train'][1])} training image(s) make no batch of --batch-size "
+            f"{config['batch_size']} (a batch needs 2 images or more); use more training images"
+        )
+    records = []
+    for index in range(config["seeds"]):
+        seed_config = {**config, "seed": config["seed"] + index}
+        record = train(seed_config, index, data, device, stop)
+        if record is None:
+            why = "interrupted" if stop.requested else f"stopped after --stop-after {config['stop_after']} steps"
+            print(
+                f"dl_main.py: {why}; progress saved to {checkpoint_files(seed_config, index)[1]}; "
+                "continue with --resume",
+                file=sys.stderr,
+            )
+            return 130 if stop.requested else 0
+        records.append(record)
+    timings["model"] = sum(r.pop("seconds_setup") for r in records)  # model and optimizer set-up
+    timings["training"] = sum(r["seconds_train"] - r["seconds_eval_during_training"] for r in records)
+    timings["evaluation"] = sum(r["seconds_eval_during_training"] + r["seconds_predict"] for r in records)
+    write_outputs(records, data, records[0]["config"], timings)
+    return 0
+
+
 def resume(config: dict, index: int, model, opt, sched) -> dict:
     """Load a run's progress (or, when it had finished, its final checkpoint) into the model and optimizer."""
     final_path, progress_path = checkpoint_files(config, index)
@@ -216,51 +261,6 @@ def write_outputs(records: list[dict], data: dict, config: dict, timings: dict) 
     if target is not None:
         verdict = "reached" if record["target_met"] else "NOT reached"
         print(f"target {100 * target:.2f}% {verdict} (final model {100 * record['accuracy']:.2f}%)")
-
-
-# ---------------------------------------------------------------- the run
-def run(config: dict, stop) -> int:
-    if config["resume"]:  # the data and every training setting come from the checkpoint
-        config = resumed_config(config)
-    started, timings = time.perf_counter(), {"startup": process_age()}  # startup: interpreter and imports
-    device = resolve_device(config["device"])
-    config["amp"] = resolve_amp(config["amp"], device)  # saved resolved: a resumed run repeats it
-    print_config(config)
-    paths = run_paths(config)
-    check_output_dirs(
-        {
-            "--results-dir": paths["record"].parent,
-            "--plots-dir": paths["curves"].parent,
-            "--checkpoint-dir": paths["checkpoint"].parent,
-        }
-    )
-    setup_torch(config, device)
-    data = load_data(config, device)  # every split as whole tensors on the device
-    config["classes"] = data["classes"]
-    timings["data"] = time.perf_counter() - started  # with the device and thread set-up
-    if steps_per_epoch(len(data["train"][1]), config["batch_size"]) == 0:
-        raise ProjectError(
-            f"{len(data['train'][1])} training image(s) make no batch of --batch-size "
-            f"{config['batch_size']} (a batch needs 2 images or more); use more training images"
-        )
-    records = []
-    for index in range(config["seeds"]):
-        seed_config = {**config, "seed": config["seed"] + index}
-        record = train(seed_config, index, data, device, stop)
-        if record is None:
-            why = "interrupted" if stop.requested else f"stopped after --stop-after {config['stop_after']} steps"
-            print(
-                f"dl_main.py: {why}; progress saved to {checkpoint_files(seed_config, index)[1]}; "
-                "continue with --resume",
-                file=sys.stderr,
-            )
-            return 130 if stop.requested else 0
-        records.append(record)
-    timings["model"] = sum(r.pop("seconds_setup") for r in records)  # model and optimizer set-up
-    timings["training"] = sum(r["seconds_train"] - r["seconds_eval_during_training"] for r in records)
-    timings["evaluation"] = sum(r["seconds_eval_during_training"] + r["seconds_predict"] for r in records)
-    write_outputs(records, data, records[0]["config"], timings)
-    return 0
 
 
 def resumed_config(config: dict) -> dict:
