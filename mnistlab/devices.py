@@ -9,7 +9,7 @@ import platform
 import torch
 
 from mnistlab.errors import ProjectError
-from mnistlab.machine import idle_cores, usable_cores
+from mnistlab.machine import cpu_flags, idle_cores, usable_cores
 
 
 # ---------------------------------------------------------------- device and data
@@ -52,9 +52,8 @@ def native_bf16(device) -> bool:
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":
         return False
-    if platform.machine().lower() in ("x86_64", "amd64", "i386", "i686"):
-        return torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported()
-    return torch.ops.mkldnn._is_mkldnn_bf16_supported()  # Arm: oneDNN's own test for BF16 instructions
+    # The CPU's own flags (Linux's /proc/cpuinfo): x86 names AVX512-BF16 and AMX, Arm names BF16.
+    return bool(cpu_flags() & {"avx512_bf16", "amx_bf16", "bf16"})
 
 
 def resolve_amp(requested, device) -> bool:

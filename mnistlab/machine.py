@@ -55,6 +55,16 @@ def cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
+def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
+    """The instruction-set flags the CPU reports (x86 "flags", Arm "Features"); empty where there is no such file."""
+    with contextlib.suppress(OSError):
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith(("flags", "Features")):
+                    return set(line.split(":", 1)[1].split())
+    return set()
+
+
 def versions(*packages: str) -> dict:
     """Python, platform and installed package versions, for run records."""
     out = {

@@ -429,3 +429,14 @@ def test_one_cycle_schedule_works_for_any_step_count(run, train):
 def test_recipe_without_settings_for_the_model_is_refused(run, capsys):
     fails_cleanly(capsys, run("--model", "mlp", "--recipe", "gpu"), "--recipe gpu has no mlp settings")
     fails_cleanly(capsys, run("--seed", 2**32 - 1, "--seeds", 2), "runs past the largest seed")
+
+
+def test_native_bfloat16_is_read_from_the_cpus_own_flags(tmp_path, monkeypatch):
+    from mnistlab import devices, machine
+
+    for flags, native in (("fpu sse2 avx2 avx512f", False), ("fpu avx512f avx512_bf16", True), ("fp asimd bf16", True)):
+        (tmp_path / "cpuinfo").write_text(f"processor\t: 0\nflags\t\t: {flags}\n")
+        assert machine.cpu_flags(str(tmp_path / "cpuinfo")) == set(flags.split())
+        monkeypatch.setattr(devices, "cpu_flags", lambda f=flags: set(f.split()))
+        assert devices.native_bf16(torch.device("cpu")) is native
+    assert machine.cpu_flags(str(tmp_path / "missing")) == set()
