@@ -23,6 +23,7 @@ import numpy as np
 from mnistlab.cache import build_cache
 from mnistlab.data import load_split
 from mnistlab.errors import ProjectError, run_cli
+from mnistlab.files import check_output_dirs
 from mnistlab.flags import slug
 from mnistlab.paths import BUNDLED, PLOTS
 from mnistlab.plots import pyplot, savefig
@@ -40,6 +41,7 @@ def prepare(
 ) -> dict:
     """Build (or reuse) the verified outputs for one dataset and draw its samples; return its manifest."""
     samples = Path(plots_dir) / dataset / "samples.png"
+    check_output_dirs({"--plots-dir": samples.parent})  # before any work, not after the build
     manifest = build_cache(dataset, source, data_dir, use_download, force, write_json_files, quiet)
     if not samples.is_file():  # also after a reuse: an earlier run may have stopped before drawing it
         x, y = load_split("train", dataset, data_dir, size=min(40, manifest["n_train"]))

@@ -25,7 +25,7 @@ import ml_main
 import mnistlab.published as published
 import report
 from mnistlab.errors import ProjectError, run_cli
-from mnistlab.files import write_json
+from mnistlab.files import check_output_dirs, write_json
 from mnistlab.flags import add_data_flags, add_run_flags
 from mnistlab.machine import versions
 from mnistlab.recipes import NETWORK_RECIPES
@@ -107,6 +107,8 @@ def plan(args, started: float) -> list[tuple[str, object]]:
         if net not in args.skip:
             config = dl_main.make_config(model=net, recipe=args.recipe, **common)
             steps.append((f"network {net}, {args.recipe} recipe", lambda c=config: run_network(c)))
+    if args.val_size:  # tuning runs are scored on held-out training images: the report shows test-set runs only
+        return steps
     steps.append(
         (
             "report",
@@ -123,10 +125,16 @@ def plan(args, started: float) -> list[tuple[str, object]]:
     return steps
 
 
+class TrainingInterruptedError(ProjectError):
+    """Ctrl-C during a network's training: its progress is saved (exit 130, as for any Ctrl-C)."""
+
+
 def run_network(config: dict) -> None:
     with StopFlag(None) as stop:
         if dl_main.run(config, stop):
-            raise ProjectError("interrupted; finish that network with python dl_main.py --resume and its flags")
+            raise TrainingInterruptedError(
+                "interrupted; finish that network with python dl_main.py --resume and its flags"
+            )
 
 
 def _main(argv=None) -> int:
@@ -134,6 +142,37 @@ def _main(argv=None) -> int:
     print_config(vars(args))
     start = time.perf_counter()
     steps = plan(args, start)
+    folders = {
+        "--results-dir": args.results_dir,
+        "--plots-dir": args.plots_dir,
+        "--checkpoint-dir": args.checkpoint_dir,
+    }
+    check_output_dirs({flag: Path(folder) / args.dataset for flag, folder in folders.items()})  # before any work
+    try:
+        timings = run_steps(steps)
+    except TrainingInterruptedError as exc:
+        print(f"experiment.py: {exc}", file=sys.stderr)
+        return 130
+    if args.val_size:
+        print(
+            "\nnote: --val-size runs are tuning runs, scored on held-out training images; the report shows "
+            f"test-set runs only: their records are in {Path(args.results_dir) / args.dataset}/ (*-val.json)"
+        )
+    total = time.perf_counter() - start
+    record = {
+        "config": vars(args),
+        "seconds": timings,
+        "seconds_total": total,
+        "versions": versions("torch", "scikit-learn", "scikit-learn-intelex"),
+    }
+    name = "timings-val.json" if args.val_size else "timings.json"  # a tuning pass's time is not the report's
+    write_json(Path(args.results_dir) / args.dataset / "experiment" / name, record)
+    print(f"\nexperiment done in {total / 60:.1f} min: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
+    return 0
+
+
+def run_steps(steps) -> dict:
+    """Run every step in order; {title: seconds}."""
     timings = {}
     for i, (title, step) in enumerate(steps, 1):
         print(f"\n== [{i}/{len(steps)}] {title}", flush=True)
@@ -142,16 +181,7 @@ def _main(argv=None) -> int:
         timings[title] = time.perf_counter() - t0
         if title == "report":
             print(result, end="")
-    total = time.perf_counter() - start
-    record = {
-        "config": vars(args),
-        "seconds": timings,
-        "seconds_total": total,
-        "versions": versions("torch", "scikit-learn", "scikit-learn-intelex"),
-    }
-    write_json(Path(args.results_dir) / args.dataset / "experiment" / "timings.json", record)
-    print(f"\nexperiment done in {total / 60:.1f} min: " + ", ".join(f"{k} {v:.0f}s" for k, v in timings.items()))
-    return 0
+    return timings
 
 
 def main(argv=None) -> int:

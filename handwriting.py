@@ -31,10 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-import matplotlib
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
-from sklearn.datasets import load_digits
 
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, write_json
@@ -64,6 +62,9 @@ def uci_digits(mode: str) -> tuple[np.ndarray, np.ndarray]:
     Each 8x8 image (0..16 ink) is upscaled to CANVAS x CANVAS (``mode``: "nearest" or "bilinear") as
     dark ink on white paper, then through to_mnist.
     """
+
+    from sklearn.datasets import load_digits  # here: scikit-learn and matplotlib are slow to import, and a Ctrl-C
+    # while a script imports its libraries is one line only once mnistlab.errors is loaded (mnistlab/errors.py)
 
     digits = load_digits()
     resample = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR}[mode]
@@ -180,6 +181,8 @@ def font_digit(digit: int, font_path: Path, rng) -> np.ndarray:
 
 def font_paths() -> list[Path]:
     """The FONTS that matplotlib ships here (found through its data path)."""
+    import matplotlib  # here: see uci_digits
+
     folder = Path(matplotlib.get_data_path()) / "fonts" / "ttf"
     return [folder / f"{name}.ttf" for name in FONTS if (folder / f"{name}.ttf").is_file()]
 
@@ -248,7 +251,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--results-dir", type=Path, default=RESULTS, help="(default: the repo's results/)")
     args = p.parse_args(argv)
     check_model_flags(p, args)
-    args.sets = [s.strip() for s in args.sets.split(",") if s.strip()]
+    args.sets = list(dict.fromkeys(s.strip() for s in args.sets.split(",") if s.strip()))  # each set once
     unknown = sorted(set(args.sets) - set(SETS))
     if unknown or not args.sets:
         p.error(f"--sets: unknown {', '.join(unknown) or 'empty list'}; choose from {', '.join(SETS)}")

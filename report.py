@@ -12,14 +12,17 @@ from __future__ import annotations
 import argparse
 import csv
 import io
+import math
+import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 
 import mnistlab.published as published
+from mnistlab.cache import load_cache
 from mnistlab.data import load_split
-from mnistlab.errors import ProjectError, run_cli
+from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, read_json
 from mnistlab.flags import add_output_flags, dataset_type
 from mnistlab.paths import BUNDLED, REPO
@@ -46,16 +49,25 @@ COLUMNS = [
 
 
 def load_results(results_dir: Path, dataset: str) -> list[dict]:
-    """Every finished test-set run of ``dataset`` (validation runs are for tuning and are not reported)."""
+    """Every finished test-set run of ``dataset`` (validation runs are for tuning and are not reported).
+
+    A file that is not a readable record, or a record whose fields lie, is left out with a note on stderr; so are
+    the hidden temporary files that a running (or killed) run writes before it renames them into place."""
     folder = Path(results_dir) / dataset
     records = []
     for path in sorted(folder.glob("*.json")):
-        record = read_json(path)
+        if path.name.startswith("."):  # .<name>.<pid>.<hex>.tmp.json: being written, or left by a killed run
+            continue
+        try:
+            record = read_json(path)
+        except ProjectError as exc:  # junk in the results folder: a folder, a FIFO, a truncated or foreign file
+            left_out(path, str(exc).split("; ")[0])
+            continue
         if not isinstance(record, dict) or record.get("split") != "test" or "accuracy" not in record:
             continue  # a validation run, or a file that is not a run's record
-        problem = record_problem(record)
+        problem = record_problem(record, dataset)
         if problem:
-            print(f"report.py: note: {path} left out: {problem}", file=sys.stderr)
+            left_out(path, problem)
         else:
             records.append(record)
     if not records:
@@ -68,24 +80,104 @@ def load_results(results_dir: Path, dataset: str) -> list[dict]:
     )
 
 
-def record_problem(record: dict) -> str | None:
+def left_out(path: Path, why: str) -> None:
+    print(f"report.py: note: {one_line(path)} left out: {one_line(why)}", file=sys.stderr)
+
+
+def is_number(value, low: float = -math.inf, high: float = math.inf) -> bool:
+    """A finite int or float (not a bool) from ``low`` to ``high``."""
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    return number and math.isfinite(value) and low <= value <= high
+
+
+def is_count(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def is_label(text) -> bool:
+    """A name that a table row can show: printable text without the Markdown table's "|"."""
+    return isinstance(text, str) and bool(text) and text.isprintable() and "|" not in text
+
+
+def record_problem(record: dict, dataset: str | None = None) -> str | None:
     """Why a results file cannot be reported, or None: its fields must have their types, and its accuracy
-    must be what its own predictions score against its labels (a file edited by hand is not a result)."""
+    must be what its own predictions score against its labels (a file edited by hand is not a result); its
+    summary over seeds must be that of its runs, and it must be a record of ``dataset``."""
     classes, pred, labels = record.get("classes"), record.get("predictions"), record.get("labels")
-    if not (isinstance(record.get("model"), str) and isinstance(record.get("name"), str)
-            and isinstance(record.get("config"), dict) and isinstance(classes, list) and classes):  # fmt: skip
+    named = is_label(record.get("model")) and is_label(record.get("name"))
+    if not (named and isinstance(record.get("config"), dict) and isinstance(classes, list) and classes):
         return "its model, name, config or classes are missing or of the wrong type"
+    if not record["name"].startswith(record["model"] + "-"):
+        return f"its name {record['name']!r} is not a run of its model {record['model']!r}"
+    if dataset is not None and record.get("dataset") != dataset:
+        return f"it is a record of the dataset {record.get('dataset')!r}, not of {dataset}"
     if not (isinstance(pred, list) and isinstance(labels, list) and len(pred) == len(labels) > 0):
         return "its predictions and labels are not two lists of the same length"
     if not all(isinstance(v, int) and not isinstance(v, bool) and 0 <= v < len(classes) for v in pred + labels):
         return f"its predictions or labels hold values outside 0-{len(classes) - 1}"
+    if record.get("n_eval") != len(labels) or not is_count(record["n_eval"]):
+        return f"its n_eval {record.get('n_eval')!r} is not the number of its labels ({len(labels)})"
     accuracy = record["accuracy"]
-    if not isinstance(accuracy, int | float) or isinstance(accuracy, bool):
-        return f"its accuracy is {accuracy!r}, not a number"
+    if not is_number(accuracy, 0, 1):
+        return f"its accuracy is {accuracy!r}, not a number from 0 to 1"
     scored = sum(p == t for p, t in zip(pred, labels, strict=True)) / len(labels)
     if abs(accuracy - scored) > 1e-9:
         return f"its accuracy {accuracy!r} is not what its predictions score ({scored:.4f})"
+    return seeds_problem(record) or fields_problem(record)
+
+
+def seeds_problem(record: dict) -> str | None:
+    """Why the summary over seeds (accuracy_mean, accuracy_std, seeds) is not that of the record's runs."""
+    runs = record.get("runs", [record])
+    if not (isinstance(runs, list) and runs and all(isinstance(r, dict) for r in runs)):
+        return "its runs are not a list of seeds"
+    if not all(is_number(r.get("accuracy"), 0, 1) for r in runs):
+        return "its runs do not each have an accuracy from 0 to 1"
+    accs = [r["accuracy"] for r in runs]
+    if abs(accs[0] - record["accuracy"]) > 1e-9:
+        return "its accuracy is not its first seed's"
+    mean, std = record.get("accuracy_mean", accs[0]), record.get("accuracy_std")
+    if not is_number(mean) or abs(mean - statistics.fmean(accs)) > 1e-9:
+        return f"its accuracy_mean {mean!r} is not the mean of its seeds' accuracies"
+    spread = None if len(accs) == 1 else statistics.stdev(accs)
+    if not (std is None and spread is None or is_number(std) and spread is not None and abs(std - spread) <= 1e-9):
+        return f"its accuracy_std {std!r} is not the spread of its {len(accs)} seed(s)"
+    seeds = record.get("seeds")
+    if seeds is not None and not (isinstance(seeds, list) and len(seeds) == len(accs)):
+        return f"its seeds {seeds!r:.40} do not match its {len(accs)} run(s)"
     return None
+
+
+def fields_problem(record: dict) -> str | None:
+    """Why a field that the table or its notes show has the wrong type (timings, sizes, versions)."""
+    for key in ("seconds_train", "seconds_fit", "seconds_predict"):
+        if record.get(key) is not None and not is_number(record[key], 0):
+            return f"its {key} is {record[key]!r:.40}, not a number of seconds"
+    if record.get("n_train") is not None and not is_count(record["n_train"]):
+        return f"its n_train is {record['n_train']!r:.40}, not a number of images"
+    versions = record.get("versions", {})
+    if not (isinstance(versions, dict) and all(isinstance(v, str | int | float | None) for v in versions.values())):
+        return "its versions are not a table of names and versions"
+    return None
+
+
+def check_against_data(records: list[dict], dataset: str, data_dir: Path, folder: Path) -> list[dict]:
+    """The records that were scored on this dataset's test images in ``data_dir``: their classes are the dataset's
+    and their labels its first n_eval test labels. The others come from other data: left out, with a note."""
+    cache = load_cache(dataset, data_dir)
+    classes, y_test = [str(c) for c in cache["classes"]], cache["y_test"]
+    kept = []
+    for r in records:
+        path = Path(folder) / f"{r['name']}.json"
+        if r["classes"] != classes:
+            left_out(path, f"its classes are not those of {dataset} in {data_dir}/")
+        elif r["n_eval"] > len(y_test) or not np.array_equal(y_test[: r["n_eval"]], r["labels"]):
+            left_out(path, f"its labels are not the {dataset} test labels in {data_dir}/; rerun that model")
+        else:
+            kept.append(r)
+    if not kept:
+        raise ProjectError(f"no results of the {dataset} data in {data_dir}/; rerun the models on it")
+    return kept
 
 
 def setting(record: dict) -> str:
@@ -196,7 +288,7 @@ def machine_note(records: list[dict], experiment_seconds: float | None = None) -
     keys = ("cpu", "python", "torch", "torchvision", "numpy", "scikit-learn", "scikit-learn-intelex")
     seen = {k: sorted({str(r.get("versions", {}).get(k)) for r in records} - {"None"}) for k in keys}
     cpu = " / ".join(seen.pop("cpu")) or "a CPU the records do not name"
-    cores = sorted({r.get("versions", {}).get("cpus") for r in records} - {None})
+    cores = sorted({r.get("versions", {}).get("cpus") for r in records} - {None}, key=str)
     libs = ", ".join(f"{k} {' / '.join(v)}" for k, v in seen.items() if v)
     took = f" `python experiment.py` took {experiment_seconds / 60:.1f} min." if experiment_seconds else ""
     return f"\nMeasured on {cpu} ({'/'.join(map(str, cores))} cores) with {libs}.{took}\n"
@@ -204,15 +296,19 @@ def machine_note(records: list[dict], experiment_seconds: float | None = None) -
 
 def last_experiment_seconds(folder: Path) -> float | None:
     """How long the last python experiment.py on this dataset took before its report (its timings.json), so that
-    a report redrawn later (with a run added) still says it; None when there is no such file."""
+    a report redrawn later (with a run added) still says it; None when there is no such file, or it is unreadable."""
     path = folder / "experiment" / "timings.json"
     if not path.is_file():
         return None
-    record = read_json(path)
+    try:
+        record = read_json(path)
+    except ProjectError as exc:
+        left_out(path, str(exc).split("; ")[0])
+        return None
     steps = record.get("seconds") if isinstance(record, dict) else None
     if not isinstance(steps, dict):
         return None
-    return sum(v for k, v in steps.items() if k != "report" and isinstance(v, int | float)) or None
+    return sum(v for k, v in steps.items() if k != "report" and is_number(v, 0)) or None
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
@@ -359,7 +455,10 @@ def make_report(
     """Table (Markdown and CSV) and figures from the saved records; returns the Markdown table.
     ``experiment_seconds``: from experiment.py, how long its steps before the report took."""
     out, figures = Path(results_dir) / dataset, Path(plots_dir) / dataset
+    if update and dataset not in README_SECTIONS:  # refused before anything is written
+        raise ProjectError(f"--update-readme: the README has sections for {', '.join(README_SECTIONS)} only")
     records = load_results(results_dir, dataset)  # first: with nothing to report, no folder is created
+    records = check_against_data(records, dataset, data_dir, out)  # the test images the figures need, before any write
     check_output_dirs({"--results-dir": out, "--plots-dir": figures})
     classes = records[0]["classes"]
     rows = table_rows(records, dataset)
@@ -374,8 +473,6 @@ def make_report(
     plot_misclassified(best, data_dir, classes, figures / "misclassified.png")
     plot_confusions(records, classes, figures / "confusion_matrices.png")
     if update:
-        if dataset not in README_SECTIONS:
-            raise ProjectError(f"--update-readme: the README has sections for {', '.join(README_SECTIONS)} only")
         update_readme(REPO / ("README.md" if dataset == "mnist" else f"docs/{dataset}.md"), table, dataset)
         copy_readme_figures(figures, dataset)
     return table

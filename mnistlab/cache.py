@@ -8,6 +8,7 @@ never trained or scored on: the bundled MNIST is rebuilt from its verified archi
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import zipfile
@@ -15,7 +16,6 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from tqdm import tqdm
 
 from mnistlab.datasets import CACHE_KEYS, DATASETS, IDX_NAMES, SIDE, known_classes, sha256
 from mnistlab.errors import ProjectError
@@ -26,6 +26,7 @@ from mnistlab.files import (
     read_bytes,
     read_json,
     remove_stale_temps,
+    write_error,
     write_json,
 )
 from mnistlab.paths import BUNDLED
@@ -56,8 +57,8 @@ def check_sum(path: Path, expected: str | None, fix: str) -> str:
     return digest
 
 
-def find_source_files(src: Path) -> dict:
-    """Map (split, kind) to the file in ``src``, accepting .gz or not and the dotted variant."""
+def check_source_folder(src: Path) -> None:
+    """A --source that is not a folder (missing, a file, a loop of links) is one line naming it as the folder."""
     try:
         if not src.is_dir():
             what = (
@@ -71,6 +72,11 @@ def find_source_files(src: Path) -> dict:
         src.resolve(strict=True)
     except (OSError, RuntimeError) as exc:  # a symlink loop, a path too long...
         raise ProjectError(f"cannot open the source folder {src} ({exc}); pass a real folder") from None
+
+
+def find_source_files(src: Path) -> dict:
+    """Map (split, kind) to the file in ``src``, accepting .gz or not and the dotted variant."""
+    check_source_folder(src)
     found = {}
     for key, base in IDX_NAMES.items():
         dotted = base.replace("-idx", ".idx")
@@ -163,7 +169,9 @@ def parse_split(raw_dir: Path, split: str, n_classes: int) -> tuple[np.ndarray, 
 # ---------------------------------------------------------------- outputs
 def write_json_split(path: Path, x: np.ndarray, y: np.ndarray, quiet: bool = False) -> None:
     """Stream one split to JSON: an array with one record per line, so it is valid JSON and line-readable."""
-    with atomic_path(path) as tmp, open(tmp, "w") as f:
+    from tqdm import tqdm  # here: importing this module stays light (a Ctrl-C while a script starts, errors.py)
+
+    with open(path, "w") as f:
         f.write("[\n")
         for i in tqdm(range(len(x)), desc=path.name, unit="img", disable=quiet or None, mininterval=0.5):
             record = json.dumps({"img": x[i].tolist(), "label": int(y[i])}, separators=(",", ":"))
@@ -217,6 +225,7 @@ def locate(dataset: str, source: Path | None, data_dir: Path, use_download: bool
     if source is None and not use_download and dataset == "mnist":
         source = BUNDLED
     source = Path(source) if source is not None else download(dataset, data_dir)
+    check_source_folder(source)  # before its checksum file is looked for: a loop of links is named as the folder
     expected = {**read_sums(source / "SHA256SUMS.uncompressed"), **DATASETS.get(dataset, {}).get("sha256", {})}
     fix = "restore the file (git checkout data/ for the bundled copy)"
     if dataset in DATASETS and "sha256" in DATASETS[dataset]:
@@ -260,15 +269,27 @@ def build(dataset, source, files, out, expected, fix, fingerprint, write_json_fi
     arrays = {}
     for split in ("train", "test"):
         arrays[f"x_{split}"], arrays[f"y_{split}"] = parse_split(out / "raw", split, len(classes))
-    # Only now, with the new files verified and parsed: until the end, the old outputs are not vouched for.
-    (out / "manifest.json").unlink(missing_ok=True)
-    with atomic_path(out / "cache.npz") as tmp, open(tmp, "wb") as f:  # a file object: numpy adds no suffix
-        np.savez(f, **arrays, classes=np.array(classes))
-    outputs = {"cache.npz": sha256(out / "cache.npz")}
-    if write_json_files:
-        for split in ("train", "test"):
-            write_json_split(out / f"{split}.json", arrays[f"x_{split}"], arrays[f"y_{split}"], quiet)
-            outputs[f"{split}.json"] = sha256(out / f"{split}.json")
+    # Every output is written beside its final name first; only when all of them are on disk is the old manifest
+    # removed and are they renamed into place. A failure before that (a full disk) leaves the old build whole.
+    names = ["cache.npz"] + ([f"{split}.json" for split in ("train", "test")] if write_json_files else [])
+    outputs = {}
+    with contextlib.ExitStack() as stack:
+        tmp = {name: stack.enter_context(atomic_path(out / name)) for name in names}
+        for name in names:
+            try:  # here, so that a failed write names its own file (not the one whose context it leaves first)
+                if name == "cache.npz":
+                    with open(tmp[name], "wb") as f:  # a file object: numpy adds no suffix
+                        np.savez(f, **arrays, classes=np.array(classes))
+                else:
+                    split = name.removesuffix(".json")
+                    write_json_split(tmp[name], arrays[f"x_{split}"], arrays[f"y_{split}"], quiet)
+            except OSError as exc:
+                raise write_error(out / name, exc) from None
+        outputs = {name: sha256(tmp[name]) for name in names}
+        try:
+            (out / "manifest.json").unlink(missing_ok=True)  # from here until the new one, nothing is vouched for
+        except OSError as exc:  # a folder named manifest.json
+            raise write_error(out / "manifest.json", exc) from None
     manifest = {
         "format": FORMAT,
         "dataset": dataset,
@@ -288,10 +309,14 @@ def build(dataset, source, files, out, expected, fix, fingerprint, write_json_fi
 # ---------------------------------------------------------------- the verified cache
 def cache_problem(folder: Path, dataset: str) -> str | None:
     """Why the cache in ``folder`` cannot be trusted, or None when its manifest vouches for it."""
-    if not is_regular(folder / "manifest.json", "manifest"):
-        return "it has no manifest.json (not built by data_prep.py, or its build was interrupted)"
     try:
-        manifest = json.loads(read_bytes(folder / "manifest.json", 1 << 20, "manifest"))
+        if not is_regular(folder / "manifest.json", "manifest"):
+            return "it has no manifest.json (not built by data_prep.py, or its build was interrupted)"
+        data = read_bytes(folder / "manifest.json", 1 << 20, "manifest")
+    except ProjectError as exc:  # a folder, a FIFO, a loop or a huge file where the manifest should be
+        return str(exc).split(";")[0]
+    try:
+        manifest = json.loads(data)
         recorded = manifest["outputs"]["cache.npz"]
         idx_sums = manifest.get("idx_sha256", {})
     except (ValueError, KeyError, TypeError, AttributeError):
@@ -308,22 +333,49 @@ def cache_problem(folder: Path, dataset: str) -> str | None:
     return None
 
 
+MAX_ARRAY_BYTES = MAX_IDX_BYTES  # the images of an IDX file, at most
+
+
+def array_sizes(path: Path) -> None:
+    """Check the cache's arrays by their headers, before any is read: a header that claims more than the file
+    holds (or than any dataset of this project has) would otherwise make numpy allocate it all first."""
+    with zipfile.ZipFile(path) as zf:
+        for key in CACHE_KEYS:
+            info = zf.getinfo(f"{key}.npy")  # KeyError: a missing array
+            with zf.open(info) as f:
+                fmt = np.lib.format
+                version = fmt.read_magic(f)
+                shape, _, dtype = (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+                header = f.tell() if f.seekable() else None
+            if dtype.hasobject:
+                raise ValueError(f"{key} holds Python objects")
+            size = int(np.prod(shape, dtype=object)) * dtype.itemsize
+            if size > MAX_ARRAY_BYTES or (header is not None and size != info.file_size - header):
+                raise ValueError(f"{key} claims {size} bytes of data ({shape}); the file holds {info.file_size}")
+
+
 def read_arrays(path: Path) -> dict:
     """The cache's arrays, checked for shape, type and label range; ProjectError when malformed."""
     try:
+        array_sizes(path)
         with np.load(path, allow_pickle=False) as npz:
             cache = {k: npz[k] for k in CACHE_KEYS}
-        n_classes = len(cache["classes"])
+        classes = cache["classes"]
+        n_classes = len(classes) if classes.ndim == 1 else 0
+        if n_classes < 2 or len(set(classes.tolist())) != n_classes:
+            raise ValueError(f"its class names are {classes.tolist()!r:.80}, not two or more distinct names")
         for split in ("train", "test"):
             x, y = cache[f"x_{split}"], cache[f"y_{split}"]
             if x.dtype != np.uint8 or x.ndim != 3 or x.shape[1:] != (SIDE, SIDE):
                 raise ValueError(f"{split} images are {x.dtype} {x.shape}, not uint8 (N, {SIDE}, {SIDE})")
             if y.ndim != 1 or y.dtype.kind not in "iu" or len(y) != len(x):
                 raise ValueError(f"{split} labels are {y.dtype} {y.shape}, not {len(x)} whole numbers")
-            if len(y) and (y.min() < 0 or y.max() >= n_classes):
+            if not len(y):
+                raise ValueError(f"its {split} split is empty")
+            if y.min() < 0 or y.max() >= n_classes:
                 raise ValueError(f"{split} labels fall outside 0-{n_classes - 1}")
             cache[f"y_{split}"] = y.astype(np.int64)
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as exc:
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, MemoryError) as exc:
         raise ProjectError(f"{path} is malformed ({exc}); rebuild it with python data_prep.py --force") from None
     return cache
 
@@ -332,8 +384,11 @@ def load_cache(dataset: str = "mnist", data_dir: Path = BUNDLED) -> dict:
     """The verified cache of a dataset. The bundled MNIST is (re)built on demand; anything else must be prepared."""
     folder = Path(data_dir) / dataset
     bundled = dataset == "mnist" and Path(data_dir).resolve() == BUNDLED.resolve()
-    built = is_regular(folder / "cache.npz", "dataset cache")
-    problem = cache_problem(folder, dataset) if built else "it has not been built"
+    try:
+        built = is_regular(folder / "cache.npz", "dataset cache")
+        problem = cache_problem(folder, dataset) if built else "it has not been built"
+    except ProjectError as exc:  # a folder, a FIFO or a loop of links named cache.npz
+        built, problem = True, str(exc).split(";")[0]
     if problem and bundled:
         if built:
             print(f"note: rebuilding {folder}/ from the bundled archives: {problem}")

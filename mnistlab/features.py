@@ -132,7 +132,7 @@ def hog_batch(images: np.ndarray, cell: int, orientations: int, block: int, bloc
             out[:, :, :, i, j] = hist[:, i : i + spots, j : j + spots]
     out = out.reshape(n, spots * spots, block * block * orientations)
     if block_norm in ("L1", "L1-sqrt"):
-        out /= np.abs(out).sum(axis=2, keepdims=True) + out.dtype.type(HOG_EPS)
+        out /= out.sum(axis=2, keepdims=True) + out.dtype.type(HOG_EPS)  # votes are >= 0: the sum is the L1 norm
         if block_norm == "L1-sqrt":
             np.sqrt(out, out=out)
     else:
@@ -157,7 +157,7 @@ class HOG(TransformerMixin, BaseEstimator):
     array operations, so the threads run on separate cores); integer images are taken as float32.
     """
 
-    def __init__(self, cell=4, orientations=9, block=2, block_norm="L2-Hys", cell2=0, n_jobs=1, chunk=1000):
+    def __init__(self, cell=4, orientations=9, block=2, block_norm="L2-Hys", cell2=0, n_jobs=1, chunk=500):
         self.cell = cell
         self.orientations = orientations
         self.block = block
@@ -187,6 +187,8 @@ class HOG(TransformerMixin, BaseEstimator):
     def transform(self, X):
         self._check()
         x = np.asarray(X)
+        if x.shape[1:] not in ((N_PIXELS,), (SIDE, SIDE)):
+            raise ValueError(f"HOG takes [N, {N_PIXELS}] or [N, {SIDE}, {SIDE}] images, got shape {x.shape}")
         x = x.reshape(len(x), SIDE, SIDE)
         x = x if x.dtype in (np.float32, np.float64) else x.astype(np.float32)
         cells = [c for c in (self.cell, self.cell2) if c]

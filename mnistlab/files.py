@@ -45,16 +45,23 @@ def process_alive(pid: int) -> bool:
 
 
 def write_error(path: Path, exc: OSError) -> ProjectError:
-    """One line for a failed write, naming the file and the cause."""
+    """One line for a failed write, naming the file, the cause and what to do about it."""
+    space, move = "free some space or choose another output folder", "move it or choose another output folder"
+    in_the_way = ("a file stands where a folder of this path should be", move)
     causes = {
-        errno.ENOSPC: "no space left on the device",
-        errno.EDQUOT: "disk quota exceeded",
-        errno.EROFS: "the file system is read-only",
-        errno.EACCES: "permission denied",
-        errno.EPERM: "permission denied",
+        errno.ENOSPC: ("no space left on the device", space),
+        errno.EDQUOT: ("disk quota exceeded", space),
+        errno.EFBIG: ("the file grew past this process's file-size limit (ulimit -f)", "raise the limit or " + space),
+        errno.EROFS: ("the file system is read-only", "choose another output folder"),
+        errno.EACCES: ("permission denied", "choose another output folder"),
+        errno.EPERM: ("permission denied", "choose another output folder"),
+        errno.ENOTDIR: in_the_way,
+        errno.EEXIST: in_the_way,
+        errno.EISDIR: ("a folder has this file's name", "move the folder away or choose another output folder"),
+        errno.ENAMETOOLONG: ("a name in the path is too long", "choose a shorter path"),
     }
-    cause = causes.get(exc.errno, exc.strerror or str(exc))
-    return ProjectError(f"cannot write {path}: {cause}; free some space or choose another output folder")
+    cause, fix = causes.get(exc.errno, (exc.strerror or str(exc), space))
+    return ProjectError(f"cannot write {path}: {cause}; {fix}")
 
 
 @contextlib.contextmanager
@@ -130,7 +137,8 @@ def is_regular(path, what: str = "") -> bool:
                  errno.ELOOP: "a loop of symbolic links"}.get(exc.errno, exc.strerror or str(exc))  # fmt: skip
         raise ProjectError(f"{what or 'file'} {path}: {cause}; choose a path this user can read") from None
     if not stat.S_ISREG(mode):
-        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else "not a regular file"
+        kinds = {stat.S_IFDIR: "a folder", stat.S_IFIFO: "a FIFO", stat.S_IFSOCK: "a socket"}
+        kind = kinds.get(stat.S_IFMT(mode), "a device")
         raise ProjectError(f"{what or 'file'} {path} is {kind}, not a regular file; give a regular file")
     return True
 

@@ -63,6 +63,8 @@ def test_hog_shape_determinism_and_threads(images):
     blank = HOG().transform(np.zeros((3, 28, 28), np.uint8))
     assert blank.shape == (3, hog_length(4, 9, 2)) and not blank.any()  # no ink: zeros, not NaN
     assert HOG().transform(np.zeros((0, 784), np.float32)).shape == (0, hog_length(4, 9, 2))
+    with pytest.raises(ValueError, match=r"HOG takes \[N, 784\] or \[N, 28, 28\] images, got shape \(2, 100\)"):
+        HOG().transform(np.zeros((2, 100)))
 
 
 def test_hog_pipeline_round_trip_through_the_trusted_list(images, small_arrays, tmp_path, monkeypatch):
@@ -93,10 +95,10 @@ def test_hog_pipeline_round_trip_through_the_trusted_list(images, small_arrays, 
         ({"hog_orientations": 0}, "hog_orientations 0: a histogram needs at least 1 orientation bin"),
         ({"hog_block": 0}, "hog_block 0: a block needs at least 1 cell"),
         ({"hog_cell": 10, "hog_block": 3}, "hog_cell 10 gives 2x2 cells per image, fewer than a 3x3-cell block"),
-        ({"hog_cell2": 15}, "hog_cell2 15 gives 1x1 cells per image, fewer than a 2x2-cell block"),
+        ({"hog_cell2": 15}, "hog_cell2 15 gives 1x1 cells per image, fewer than a 3x3-cell block"),
         ({"hog_norm": "L3"}, "hog_norm 'L3': choose one of L1, L1-sqrt, L2, L2-Hys"),
         ({"hog_cell": 4.5}, "hog_cell must be a whole number"),
-        ({"pca": 2000}, "--pca 2000 exceeds the 1296 HOG features; choose 0 (off) to 1296"),
+        ({"pca": 2026}, "--pca 2026 exceeds the 2025 HOG features; choose 0 (off) to 2025"),
     ],
 )
 def test_bad_hog_settings_are_one_line(change, message):
@@ -121,9 +123,9 @@ def test_features_flag(full_mnist, tmp_path, capsys):
     assert run("--algo", "knn", "--features", "sift") == 2
     err = capsys.readouterr().err
     assert "argument --features: invalid choice: 'sift'" in err and "hog" in err
-    assert run("--algo", "svm", "--features", "hog", "--pca", 1297) == 1  # a combination: one line, exit 1
+    assert run("--algo", "svm", "--features", "hog", "--pca", 2026) == 1  # a combination: one line, exit 1
     err = capsys.readouterr().err
-    assert err.count("\n") == 1 and "--pca 1297 exceeds the 1296 HOG features" in err
+    assert err.count("\n") == 1 and "--pca 2026 exceeds the 2025 HOG features" in err
     (config,) = ml_main.make_configs(["--algo", "rf", "--features", "hog", "--no-deskew"])
     assert (config["features"], config["deskew"], config["hog_cell"]) == ("hog", False, 4)
     assert config["name"] == "rf-tuned-deskewFalse-featureshog"
@@ -159,7 +161,7 @@ def test_hog_validation_run_never_touches_the_test_set(full_mnist, tmp_path, cap
     monkeypatch.setattr(data, "load_split", lambda *a, **k: pytest.fail("a validation run loaded a split"))
     out = ["--results-dir", tmp_path / "r", "--plots-dir", tmp_path / "p", "--checkpoint-dir", tmp_path / "c"]
     argv = ["--data-dir", full_mnist[0], *out, "--algo", "knn", "--features", "hog", "--deskew"]
-    code = ml_main.main([str(a) for a in [*argv, "--train-size", 1000, "--val-size", 500]])
+    code = ml_main.main([str(a) for a in [*argv, "--train-size", 500, "--val-size", 300]])
     assert code == 0 and "val accuracy" in capsys.readouterr().out
     (record,) = (tmp_path / "r" / "mnist").glob("knn-*-val.json")
     assert '"split": "val"' in record.read_text() and '"features": "hog"' in record.read_text()

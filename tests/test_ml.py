@@ -189,8 +189,11 @@ def test_several_seeds_are_merged(full_mnist, tmp_path, capsys):
     rec = load_record(tmp_path, "dt")
     assert rec["seeds"] == [5, 6] and [r["seed"] for r in rec["runs"]] == [5, 6]
     accs = [r["accuracy"] for r in rec["runs"]]
-    assert rec["accuracy"] == pytest.approx(np.mean(accs))
+    assert rec["accuracy_mean"] == pytest.approx(np.mean(accs)) and rec["accuracy"] == accs[0]  # seed 5's own
     assert rec["accuracy_std"] == pytest.approx(np.std(accs, ddof=1))
+    labels = np.array(rec["labels"])
+    for r in [rec, *rec["runs"]]:  # each seed's predictions score its own accuracy
+        assert r["accuracy"] == pytest.approx(np.mean(np.array(r["predictions"]) == labels))
 
 
 def test_record_is_self_contained(all_runs, full_mnist):
@@ -271,7 +274,7 @@ BAD = [
     (["--algo", "knn", "--weights", "far"], "argument --weights: invalid choice"),
     (["--algo", "dt", "--criterion", "best"], "argument --criterion: invalid choice"),
     (["--algo", "rf", "--n-estimators", "0"], "argument --n-estimators: must be > 0"),
-    (["--algo", "knn", "--pca", "1000"], "exceeds the 784 pixels"),
+    (["--algo", "knn", "--features", "pixels", "--pca", "1000"], "exceeds the 784 pixels"),
     (["--algo", "pca-svm", "--pca", "0"], "pca-svm needs --pca N"),
     (["--algo", "knn", "--train-size", "70000"], "--train-size 70000: only 60000 training images are left"),
     (["--algo", "knn", "--val-size", "60000"], "--val-size 60000 leaves none of the 60000 training images"),
