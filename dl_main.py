@@ -96,7 +96,8 @@ def train(config: dict, index: int, data: dict, device, stop) -> dict | None:
     final_path, progress_path = checkpoint_files(config, index)
     x, y = data["train"]  # (N, 1, 28, 28) float in [0, 1], (N,) int64, on the device
     bs, spe = config["batch_size"], steps_per_epoch(len(y), config["batch_size"])
-    total, log_every, eval_every = config["epochs"] * spe, config["log_every"], config["eval_every"] or spe * 10**9
+    total, log_every = config["epochs"] * spe, config["log_every"]
+    eval_every = config["eval_every"] or total  # 0: evaluate at the end only
     torch.manual_seed(config["seed"])
     setup = time.perf_counter()
     model, opt, sched = build(config, device, total)  # torch.optim imports torch's compiler here: about 1.3 s
@@ -192,10 +193,10 @@ def run(config: dict, stop) -> int:
 
 def resume(config: dict, index: int, model, opt, sched) -> dict:
     """Load a run's progress (or, when it had finished, its final checkpoint) into the model and optimizer."""
-    final_path, progress_path = checkpoint_files(config, index)
-    if not is_regular(progress_path, "checkpoint") and (index > 0 and not is_regular(final_path, "checkpoint")):
+    path = resume_file(config, index)
+    if path is None and index > 0:
         return fresh_state()  # a later seed that had not started yet
-    path = progress_path if is_regular(progress_path, "checkpoint") else final_path
+    path = path or checkpoint_files(config, index)[0]  # none at all: read_checkpoint says so in one line
     ckpt, state = read_checkpoint(path, need_training_state=True), fresh_state()
     state.update({k: ckpt[k] for k in state if k in ckpt})
     load_weights(model, ckpt, path)
@@ -263,10 +264,15 @@ def write_outputs(records: list[dict], data: dict, config: dict, timings: dict) 
         print(f"target {100 * target:.2f}% {verdict} (final model {100 * record['accuracy']:.2f}%)")
 
 
+def resume_file(config: dict, index: int):
+    """The checkpoint a --resume continues: the run's progress, else its final checkpoint, else None."""
+    final_path, progress_path = checkpoint_files(config, index)
+    return next((p for p in (progress_path, final_path) if is_regular(p, "checkpoint")), None)
+
+
 def resumed_config(config: dict) -> dict:
     """The checkpoint's settings (checked like flags) with this invocation's runtime ones."""
-    final_path, progress_path = checkpoint_files(config, 0)
-    path = progress_path if is_regular(progress_path, "checkpoint") else final_path
+    path = resume_file(config, 0) or checkpoint_files(config, 0)[0]
     saved = read_checkpoint(path, need_training_state=True)["config"]
     if saved.get("model") != config["model"]:
         raise ProjectError(f"{path} holds no {config['model']} run; start afresh without --resume")

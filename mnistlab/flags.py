@@ -23,6 +23,7 @@ def _bounded(kind, holds, bound: str):
             raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
         return value
 
+    check.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
     return check
 
 
@@ -36,20 +37,13 @@ def non_negative(kind):
     return _bounded(kind, lambda v: v >= 0, ">= 0")
 
 
-def seed_type(text: str) -> int:
-    """An argparse type for --seed: numpy's and torch's generators both take 0 to 2**32 - 1."""
-    value = int(text)
-    if not 0 <= value <= MAX_SEED:
-        raise argparse.ArgumentTypeError(f"must be from 0 to {MAX_SEED}, got {text}")
-    return value
-
-
-MAX_SEED = 2**32 - 1
-
-
 def in_range(kind, low, high):
     """An argparse type: ``kind(text)`` from ``low`` to ``high``."""
     return _bounded(kind, lambda v: low <= v <= high, f"from {low} to {high}")
+
+
+MAX_SEED = 2**32 - 1  # numpy's and torch's generators both take 0 to 2**32 - 1
+seed_type = in_range(int, 0, MAX_SEED)  # the argparse type of --seed
 
 
 def slug(text: str) -> str:
