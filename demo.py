@@ -3,13 +3,19 @@
     python demo.py                              # then open http://127.0.0.1:8000/
     python demo.py --port 0                     # any free port; the URL actually bound is printed
     python demo.py --screenshot plots/demo.png  # draw a 7 in headless Chromium and save the page
+    python demo.py --screenshot plots/demo_number.png --number   # write 2026 in number mode and save the page
 
 The page (static/: plain HTML, CSS and JavaScript, no framework, nothing fetched from elsewhere) sends the
 canvas as PNG after every stroke; the server preprocesses it exactly as the command line does
-(read_digit) and answers with the 28x28 input the models saw and every model's top classes.
+(read_digit) and answers with the 28x28 input the models saw and every model's top classes. When the drawing
+holds several digits, or nothing digit-like, the answer says so (``doubt``) and the page shows it.
 
-Why Python's own http.server: the page needs three routes (the page and its files, the list of models,
-one prediction endpoint), so a web framework would be a dependency for nothing. ThreadingHTTPServer
+Number mode (a wider canvas, or a photo of a number) sends the image to POST /api/number instead: the server
+finds the digits as predict.py --number does (mnistlab.numbers) and answers with every model's number, each
+digit's score and box, and the default network's 28x28 inputs.
+
+Why Python's own http.server: the page needs four routes (the page and its files, the list of models,
+a digit's and a number's prediction), so a web framework would be a dependency for nothing. ThreadingHTTPServer
 keeps the page and its files served while a prediction runs. Uploads are admitted a few at a time
 (UPLOAD_SLOTS: the bodies in memory are bounded), and decoding, preprocessing and prediction take turns (a
 lock): the models share the CPU cores anyway, and two huge images never decode at once. Each image's pixel
@@ -17,7 +23,7 @@ count is checked from its header before it is decoded (mnistlab.images.MAX_PIXEL
 
 It binds 127.0.0.1 unless --host says otherwise, and faces a browser's other tabs safely: a request whose Host
 or Origin is not this server (DNS rebinding, another site's script) is refused with 403, and the prediction
-API takes only image content types, which no cross-site HTML form can send (415 otherwise). Request sizes are
+APIs take only image content types, which no cross-site HTML form can send (415 otherwise). Request sizes are
 capped, HEAD is answered like GET without a body, the Server header names no version, and every bad request
 gets a JSON error, never a traceback.
 """
@@ -41,7 +47,8 @@ import numpy as np
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import jsonable
 from mnistlab.flags import DEVICES, dataset_type, in_range
-from mnistlab.images import MAX_FILE_MB, read_digit
+from mnistlab.images import MAX_FILE_MB, read_digit, read_grey, source_name
+from mnistlab.numbers import Layout, find_layout, read_layout, read_number
 from mnistlab.paths import CHECKPOINTS, REPO
 from mnistlab.saved_models import classify_all, find_models
 
@@ -90,11 +97,64 @@ class Demo:
         }
 
     def predict(self, body: bytes, name: str) -> dict:
+        """One digit: every model's top classes for the 28x28 input read_digit would make, and a doubt when the
+        image looks like several digits or like no digit at all."""
         with self.lock:  # the decoding too: it is what a huge image costs (memory by the pixel)
-            x = read_digit(body, name=name)
+            x = read_digit(body, name=name)  # the one way a single digit is read, as the command line does
             results = classify_all(self.predictors, x)
-        grey = np.rint(np.asarray(x, dtype=np.float64) * 255).astype(int)
-        return {"input": grey.tolist(), "results": results}
+            doubt = self.doubt(read_grey(body, name))  # decoded again (bounded): the digits are found on its grey
+        return {"input": as_pixels(x), "results": results, "doubt": doubt}
+
+    def doubt(self, grey: np.ndarray) -> str | None:
+        """Why one digit's answer should not be trusted: several digits (as the default network cuts them), or
+        nothing digit-like; None when the image holds one digit."""
+        try:
+            layout = find_layout(grey)
+        except ProjectError as exc:
+            return f"This does not look like one digit ({exc}): the answers below are guesses."
+        reading = read_layout(layout, self.predictors[0] if self.predictors else None)
+        if len(reading.digits) > 1:
+            return (
+                f"This looks like {len(reading.digits)} digits, not one: the answers below are guesses. "
+                "Switch to Number mode to read them all."
+            )
+        return None
+
+    def number(self, body: bytes, name: str) -> dict:
+        """A whole number: every model's reading with each digit's score and box, the default network's 28x28
+        inputs, and the image's size for drawing the boxes (number_reply)."""
+        with self.lock:
+            grey = read_grey(body, name)
+            try:
+                layout = find_layout(grey)
+            except ProjectError as exc:
+                raise ProjectError(f"{source_name(body, name)}: {exc}") from None
+            readings = read_number(layout, self.predictors)
+            first = readings[0] if readings else read_layout(layout)  # no model yet: the inputs are shown anyway
+        return number_reply(layout, readings, first)
+
+
+def as_pixels(x: np.ndarray) -> list:
+    """A 28x28 input in [0, 1] as rows of whole grey levels 0..255, for the page to draw."""
+    return np.rint(np.asarray(x, dtype=np.float64) * 255).astype(int).tolist()
+
+
+def number_reply(layout: Layout, readings: list, first) -> dict:
+    """The /api/number answer: per model its number, and per digit its label, score and box (x, y, width,
+    height in the image's pixels); the 28x28 inputs of the first reading; the image's size and the layout's time."""
+    results = []
+    for r in readings:
+        digits = [{"label": d.label, "score": d.score, "box": box_xywh(d.box)} for d in r.digits]
+        row = {"name": r.name, "family": r.family, "score_kind": r.score_kind, "number": r.number, "digits": digits}
+        results.append({**row, "ms": r.ms})
+    height, width = layout.shape
+    inputs = [as_pixels(d.x28) for d in first.digits]
+    return {"width": width, "height": height, "layout_ms": layout.ms, "inputs": inputs, "results": results}
+
+
+def box_xywh(box) -> list[int]:
+    top, left, bottom, right = box
+    return [left, top, right - left, bottom - top]
 
 
 def allowed_hosts(host: str, port: int) -> frozenset[str]:
@@ -197,8 +257,11 @@ class Handler(BaseHTTPRequestHandler):
             self.wfile.write(data)
 
     def _post(self, path: str) -> None:
-        if path != "/api/predict":
-            return self._refuse(404, f"not found: POST {path[:200]}; images go to POST /api/predict", self._declared())
+        routes = {"/api/predict": self.app.predict, "/api/number": self.app.number}
+        if path not in routes:
+            return self._refuse(
+                404, f"not found: POST {path[:200]}; images go to POST /api/predict or /api/number", self._declared()
+            )
         n = self._admissible()
         if n is None:
             return
@@ -211,7 +274,7 @@ class Handler(BaseHTTPRequestHandler):
             name = unquote(self.headers.get("X-Filename", ""))
             name = "".join(c for c in name if c.isprintable())[:100] or "image"  # it is echoed in error messages
             try:
-                reply = self.app.predict(body, name)
+                reply = routes[path](body, name)
             except ProjectError as exc:
                 return self._json(400, {"error": str(exc)})
             self._json(200, reply)
@@ -371,7 +434,10 @@ def parse_args(argv=None) -> argparse.Namespace:
         help=f"largest accepted upload, from 0.01 to 100 (default: {MAX_FILE_MB})",
     )
     p.add_argument("--screenshot", type=Path, help="draw a digit in headless Chromium, save the page as PNG, exit")
+    p.add_argument("--number", action="store_true", help="with --screenshot: write 2026 in number mode instead")
     args = p.parse_args(argv)
+    if args.number and not args.screenshot:
+        p.error("--number picks what --screenshot draws; the page itself has both modes")
     if args.port is None:  # a screenshot must not fail because a demo is already running on 8000
         args.port = 0 if args.screenshot else 8000
     if not 0 <= args.port <= 65535:
@@ -386,7 +452,7 @@ def _main(argv=None) -> int:
         from mnistlab.browser import screenshot
 
         with server:
-            screenshot(server, args.screenshot)
+            screenshot(server, args.screenshot, number="2026" if args.number else None)
         print(f"demo.py: saved {args.screenshot}")
         return 0
     models = ", ".join(p.name for p in server.app.predictors) or "none yet"

@@ -1,6 +1,7 @@
-"""Drive demo.py's page in headless Chromium (Playwright): draw digits with the mouse, take the screenshot.
+"""Drive demo.py's page in headless Chromium (Playwright): draw digits and numbers with the mouse, take the screenshot.
 
-Used by ``python demo.py --screenshot PATH`` and by tests/test_demo.py, so that both draw the same strokes.
+Used by ``python demo.py --screenshot PATH [--number]`` and by tests/test_demo.py, so that both draw the same
+strokes.
 Kept apart from demo.py because the server needs nothing but the standard library; this needs Playwright and a
 Chromium: the system one (``apt-get install chromium``), $CHROMIUM, or Playwright's own download.
 """
@@ -37,6 +38,19 @@ STROKES = {
         ]
     ],
     "4": [[(0.3, 0.15), (0.26, 0.55), (0.76, 0.55)], [(0.64, 0.14), (0.62, 0.88)]],
+    "6": [
+        [
+            (0.62, 0.14),
+            (0.42, 0.34),
+            (0.3, 0.6),
+            (0.34, 0.8),
+            (0.5, 0.87),
+            (0.66, 0.78),
+            (0.68, 0.6),
+            (0.5, 0.52),
+            (0.34, 0.62),
+        ]
+    ],
     "7": [[(0.26, 0.18), (0.74, 0.18), (0.56, 0.5), (0.44, 0.86)]],
 }
 VIEWPORT = {"width": 1000, "height": 640}
@@ -105,6 +119,29 @@ def draw_digit(page, digit: str) -> None:
     wait_for_answer(page, before)
 
 
+def draw_number(page, number: str, clear: bool = True) -> None:
+    """In number mode, clear the wide pad and write ``number`` digit by digit, each in its own slot (a square of
+    the pad's height, 0.8 of it apart), stroke by stroke; wait for the models' answer to the last stroke."""
+    if page.evaluate("document.body.dataset.mode") != "number":
+        page.click("#mode-number")
+    if clear:
+        page.click("#clear")
+    before = sent_count(page)
+    box = page.locator("#pad").bounding_box()
+    side = box["height"]
+    start = box["x"] + (box["width"] - side * (0.8 * len(number) + 0.2)) / 2
+    for i, digit in enumerate(number):
+        left = start + 0.8 * side * i
+        for stroke in STROKES[digit]:
+            points = [(left + x * side, box["y"] + y * side) for x, y in stroke]
+            page.mouse.move(*points[0])
+            page.mouse.down()
+            for point in points[1:]:
+                page.mouse.move(*point, steps=6)
+            page.mouse.up()
+    wait_for_answer(page, before)
+
+
 def open_page(browser, url: str, viewport: dict = VIEWPORT):
     page = browser.new_page(viewport=viewport)
     page.goto(url)
@@ -112,8 +149,9 @@ def open_page(browser, url: str, viewport: dict = VIEWPORT):
     return page
 
 
-def screenshot(server, path: Path, digit: str = "7") -> None:
-    """Serve ``server`` in a thread, draw ``digit`` on its page and save the page as PNG, atomically."""
+def screenshot(server, path: Path, digit: str = "7", number: str | None = None) -> None:
+    """Serve ``server`` in a thread, draw ``digit`` (or write ``number`` in number mode) on its page and save the
+    page as PNG, atomically."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
@@ -125,7 +163,7 @@ def screenshot(server, path: Path, digit: str = "7") -> None:
             browser = launch(pw)
             try:
                 page = open_page(browser, server.url)
-                draw_digit(page, digit)
+                draw_number(page, number) if number else draw_digit(page, digit)
                 with atomic_path(path) as tmp:
                     page.screenshot(path=str(tmp), full_page=True)
             finally:

@@ -18,7 +18,7 @@ import threading
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw, ImageFont
 
 import demo
 from mnistlab.data import load_split
@@ -152,6 +152,46 @@ def test_bad_uploads_get_a_json_error_and_the_server_keeps_serving(bare):
     assert status == 200 and grid.shape == (28, 28) and grid.dtype.kind == "i" and 0 <= grid.min() < grid.max() <= 255
 
 
+def number_png(digits: str, data_dir, touching=(), seed: int = 0, invert: bool = True) -> bytes:
+    """MNIST test digits written side by side (the numbers benchmark's renderer), dark on light paper: as PNG."""
+    from benchmarks.numbers import compose, crop
+
+    x, y = load_split("test", data_dir=data_dir, size=500)
+    glyphs = [crop(x[np.flatnonzero(y == int(d))[i]].astype(np.float32) / 255) for i, d in enumerate(digits)]
+    canvas, _, _ = compose(glyphs, set(touching), np.random.default_rng(seed))
+    return png(255 * (1 - canvas) if invert else 255 * canvas)
+
+
+def test_bad_numbers_get_one_line_and_the_server_keeps_serving(bare, mnist_dir):
+    image = {"Content-Type": "image/png"}
+    page = Image.new("L", (900, 500), 255)
+    pen, font = ImageDraw.Draw(page), ImageFont.load_default(size=20)
+    for row in range(14):
+        pen.text((10, 10 + 34 * row), "Lorem ipsum dolor sit amet, consectetur adipiscing elit", fill=0, font=font)
+    text_page = io.BytesIO()
+    page.save(text_page, format="PNG")
+    cases = [  # (body, headers, status, words of the error)
+        (png(np.full((50, 90), 255)), image, 400, "no ink found"),
+        (png(np.full((60, 90), 30)), image, 400, "no ink found"),
+        (text_page.getvalue(), image, 400, "page of text"),
+        (b"a text file, not a picture", image, 400, "not an image"),
+        (b"a text file, not a picture", {"Content-Type": "text/plain"}, 415, "content-type text/plain"),
+        (b"\x89PNG" + bytes(60_000), image, 413, "too large"),
+    ]
+    for body, headers, status, words in cases:
+        got, ctype, reply = call(bare, "POST", "/api/number", body, headers)
+        error = json.loads(reply)["error"]
+        assert (got, ctype) == (status, "application/json") and words in error.lower(), (status, error)
+        assert "\n" not in error
+    # Host and Origin are checked as for single digits: another site's script is refused before anything is read.
+    status, _, _ = call(bare, "POST", "/api/number", png(np.zeros((9, 9))), {**image, "Origin": "http://evil.example"})
+    assert status == 403
+    status, _, reply = call(bare, "POST", "/api/number", number_png("2026", mnist_dir), image)
+    answer = json.loads(reply)
+    assert status == 200 and answer["results"] == [] and len(answer["inputs"]) == 4  # no model: the inputs alone
+    assert call(bare, "GET", "/api/models")[0] == 200
+
+
 def test_malformed_requests_get_json_errors(bare):
     for raw, status in [(b"GET /a b HTTP/1.1\r\n\r\n", 400), (b"PUT /api/predict HTTP/1.1\r\nHost: x\r\n\r\n", 501)]:
         with socket.create_connection(bare.server_address[:2], timeout=10) as sock:
@@ -279,6 +319,62 @@ def test_drawn_and_uploaded_digits_are_recognised(browser, trained, mnist_dir):
         check_answers(page, networks, "7")
 
 
+def test_a_written_number_is_read_by_every_model(browser, trained, mnist_dir):
+    from mnistlab.browser import draw_number, open_page, sent_count, wait_for_answer
+
+    with serving(trained) as server:
+        page = open_page(browser, server.url)
+        draw_number(page, "2026")
+        assert page.evaluate("document.body.dataset.mode") == "number" and page.locator("#error").is_hidden()
+        cnn = page.locator('.result[data-model="cnn-fast"]')
+        assert cnn.locator(".label").text_content() == "2026", cnn.inner_text()
+        assert cnn.locator(".digits li").count() == 4 and re.fullmatch(r"\d+\.\d ms", cnn.locator(".ms").text_content())
+        svm = page.locator('.result[data-model="svm-paper"]')
+        assert re.fullmatch(r"\d+", svm.locator(".label").text_content()) and svm.locator(".kind").text_content()
+        assert page.evaluate("document.body.dataset.boxes") == "4"  # the boxes where the digits were found
+        boxes = "document.querySelector('#boxes').getContext('2d')"
+        alpha = page.evaluate(f"Array.from({boxes}.getImageData(0, 0, 840, 280).data).filter((v, i) => i % 4 == 3)")
+        assert sum(a > 0 for a in alpha) > 500
+        assert page.locator("#strip canvas").count() == 4
+
+        # A photo of a number, dark on light paper, uploaded: drawn on the pad and read by every model.
+        before = sent_count(page)
+        photo = number_png("3817", mnist_dir, seed=4)
+        page.set_input_files("#upload", files=[{"name": "number.png", "mimeType": "image/png", "buffer": photo}])
+        wait_for_answer(page, before)
+        assert cnn.locator(".label").text_content() == "3817", cnn.inner_text()
+        assert page.evaluate("document.body.dataset.boxes") == "4"
+
+
+def test_one_digit_mode_says_when_it_sees_several_or_none(browser, trained):
+    from mnistlab.browser import STROKES, open_page, sent_count, wait_for_answer
+
+    with serving(trained) as server:
+        page = open_page(browser, server.url)
+        box = page.locator("#pad").bounding_box()
+        before = sent_count(page)
+        for digit, left in (("7", 0.02), ("4", 0.5)):  # two digits side by side on the square pad
+            for stroke in STROKES[digit]:
+                points = [
+                    (box["x"] + (left + 0.48 * x) * box["width"], box["y"] + y * box["height"]) for x, y in stroke
+                ]
+                page.mouse.move(*points[0])
+                page.mouse.down()
+                for point in points[1:]:
+                    page.mouse.move(*point, steps=6)
+                page.mouse.up()
+        wait_for_answer(page, before)
+        doubt = page.locator("#doubt")
+        assert doubt.is_visible() and "looks like 2 digits" in doubt.text_content(), doubt.text_content()
+        assert page.locator(".result.doubtful").count() == 2
+
+        page.click("#clear")
+        before = sent_count(page)
+        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # a tap: a dot
+        wait_for_answer(page, before)
+        assert "does not look like one digit" in doubt.text_content(), page.locator("#error").text_content()
+
+
 def test_screenshot_command(browser, trained, tmp_path):
     path = tmp_path / "shot" / "demo.png"
     argv = ["--port", "0", "--device", "cpu", "--checkpoint-dir", str(trained), "--screenshot", str(path)]
@@ -288,3 +384,12 @@ def test_screenshot_command(browser, trained, tmp_path):
     with Image.open(path) as img:
         assert img.format == "PNG" and img.width == 1000
     assert [p.name for p in path.parent.iterdir()] == ["demo.png"]  # no temporary file left behind
+
+
+def test_number_screenshot_command(browser, trained, tmp_path):
+    path = tmp_path / "demo_number.png"
+    argv = ["--port", "0", "--device", "cpu", "--checkpoint-dir", str(trained), "--screenshot", str(path), "--number"]
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        assert pool.submit(demo.main, argv).result(timeout=60) == 0
+    with Image.open(path) as img:
+        assert img.format == "PNG" and img.width == 1000
