@@ -18,10 +18,10 @@ import argparse
 import importlib
 import sys
 import time
-from pathlib import Path
 
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, write_json
+from mnistlab.flags import path_type
 from mnistlab.machine import versions
 from mnistlab.paths import BUNDLED, REPO, RESULTS
 from mnistlab.tables import markdown_table, replace_section
@@ -67,11 +67,11 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--results-dir",
-        type=Path,
+        type=path_type,
         default=RESULTS,
         help="where bench.json/.md and bench-gpu.json/.md go (default: the repo's results/)",
     )
-    p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: the repo's data/)")
+    p.add_argument("--data-dir", type=path_type, default=BUNDLED, help="data folder (default: the repo's data/)")
     p.add_argument(
         "--device",
         choices=("cuda", "cpu", "mps", "auto"),

@@ -14,6 +14,9 @@ it comes from, so swapped or foreign files are refused.
 
 from __future__ import annotations
 
+import mnistlab.errors  # noqa: F401 (first: its hook makes a Ctrl-C during the slow imports below one line)
+
+# isort: split
 import argparse
 import sys
 from pathlib import Path
@@ -24,7 +27,7 @@ from mnistlab.cache import build_cache
 from mnistlab.data import load_split
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import check_output_dirs
-from mnistlab.flags import slug
+from mnistlab.flags import path_type, slug
 from mnistlab.paths import BUNDLED, PLOTS
 from mnistlab.plots import pyplot, savefig
 
@@ -78,11 +81,14 @@ def parse_args(argv=None) -> argparse.Namespace:
         "--dataset",
         help="mnist (default), fashion-mnist, kmnist, or any name for a --source folder (default: the folder's name)",
     )
-    p.add_argument("--source", type=Path, help="folder holding the four IDX files of an MNIST-format dataset")
+    p.add_argument("--source", type=path_type, help="folder holding the four IDX files of an MNIST-format dataset")
     p.add_argument("--download", action="store_true", help="download through torchvision instead of the bundled copy")
-    p.add_argument("--data-dir", type=Path, default=BUNDLED, help="where outputs are written (default: data/)")
+    p.add_argument("--data-dir", type=path_type, default=BUNDLED, help="where outputs are written (default: data/)")
     p.add_argument(
-        "--plots-dir", type=Path, default=PLOTS, help="samples.png goes to <plots-dir>/<dataset>/ (default: plots/)"
+        "--plots-dir",
+        type=path_type,
+        default=PLOTS,
+        help="samples.png goes to <plots-dir>/<dataset>/ (default: plots/)",
     )
     p.add_argument("--force", action="store_true", help="rebuild even when verified outputs exist")
     p.add_argument("--no-json", action="store_true", help="skip the JSON files (the cache alone feeds the trainers)")

@@ -16,23 +16,31 @@ digit's score and box, and the default network's 28x28 inputs.
 
 Why Python's own http.server: the page needs four routes (the page and its files, the list of models,
 a digit's and a number's prediction), so a web framework would be a dependency for nothing. ThreadingHTTPServer
-keeps the page and its files served while a prediction runs. Uploads are admitted a few at a time
-(UPLOAD_SLOTS: the bodies in memory are bounded), and decoding, preprocessing and prediction take turns (a
-lock): the models share the CPU cores anyway, and two huge images never decode at once. Each image's pixel
-count is checked from its header before it is decoded (mnistlab.images.MAX_PIXELS).
+keeps the page and its files served while a prediction runs. An upload's body is read first, bounded in size
+(READ_BUDGET over all connections) and time (HEAD_SECONDS for the headers, BODY_SECONDS for the body: a 408
+after), then it waits for one of a few slots (UPLOAD_SLOTS), so a slow client holds no slot while it uploads;
+decoding, preprocessing and prediction take turns (a lock): the models share the CPU cores anyway, and two huge
+images never decode at once. Each image's pixel count is checked from its header before it is decoded
+(mnistlab.images.MAX_PIXELS).
 
 It binds 127.0.0.1 unless --host says otherwise, and faces a browser's other tabs safely: a request whose Host
 or Origin is not this server (DNS rebinding, another site's script) is refused with 403, and the prediction
 APIs take only image content types, which no cross-site HTML form can send (415 otherwise). Request sizes are
-capped, HEAD is answered like GET without a body, the Server header names no version, and every bad request
-gets a JSON error, never a traceback.
+capped, a Content-Length must be one plain number (400 otherwise), HEAD is answered like GET without a body, the
+Server header names no version, and every bad request gets a JSON error, never a traceback.
 """
 
 from __future__ import annotations
 
+import mnistlab.errors  # noqa: F401 (first: its hook makes a Ctrl-C during the slow imports below one line)
+
+# isort: split
 import argparse
+import contextlib
+import io
 import ipaddress
 import json
+import re
 import socket
 import sys
 import threading
@@ -44,9 +52,9 @@ from urllib.parse import unquote, urlsplit
 
 import numpy as np
 
-from mnistlab.errors import ProjectError, run_cli
+from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import jsonable
-from mnistlab.flags import DEVICES, dataset_type, in_range
+from mnistlab.flags import DEVICES, dataset_type, in_range, path_type
 from mnistlab.images import MAX_FILE_MB, read_digit, read_grey, source_name
 from mnistlab.numbers import Layout, find_layout, read_layout, read_number
 from mnistlab.paths import CHECKPOINTS, REPO
@@ -64,9 +72,12 @@ CONTENT_TYPES = {
 # Everything comes from this server: the page works offline and an injected script could not load anything.
 CSP = "default-src 'self'; img-src 'self' data: blob:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
 DRAIN_LIMIT, DRAIN_SECONDS = 64 << 20, 5.0  # how much of a refused upload is read and dropped (see _refuse)
-UPLOAD_SLOTS = 4  # uploads read, decoded and predicted at once at most (the decoding itself one at a time)
-ADMISSION_SECONDS = 20.0  # how long an upload waits for a slot before a 503
+UPLOAD_SLOTS = 4  # uploads decoded and predicted at once at most (the decoding itself one at a time)
+ADMISSION_SECONDS = 20.0  # how long an upload, once read, waits for a slot before a 503
+HEAD_SECONDS = 10.0  # the longest a request line and its headers may take to arrive (or a kept-alive one to start)
 BODY_SECONDS = 30.0  # the longest an upload's body may take to arrive
+IDLE_SECONDS = 30.0  # the longest a connection may send nothing, within those
+READ_BUDGET = 256 << 20  # bytes of upload bodies in memory at once, over all connections (at least one 100 MB one)
 # What a cross-site HTML form can send (text/plain, multipart/form-data, application/x-www-form-urlencoded) is
 # never accepted: an image is sent as itself, with its own type, as fetch() does.
 IMAGE_TYPES = ("image/", "application/octet-stream")
@@ -81,7 +92,8 @@ class Demo:
         self.dataset, self.device = args.dataset, args.device  # as asked for; the networks resolved "auto"
         self.max_bytes = int(args.max_upload_mb * (1 << 20))
         self.static_dir = Path(static_dir).resolve()
-        self.slots = threading.BoundedSemaphore(UPLOAD_SLOTS)  # bodies read at once (Handler._post)
+        self.slots = threading.BoundedSemaphore(UPLOAD_SLOTS)  # uploads processed at once (Handler._post)
+        self.budget = Budget(READ_BUDGET)  # bodies held in memory, from their first byte to their answer
         self.lock = threading.Lock()  # decoding, preprocessing and prediction, one upload at a time
 
     def models(self) -> dict:
@@ -134,6 +146,59 @@ class Demo:
         return number_reply(layout, readings, first)
 
 
+class Budget:
+    """Bytes that upload bodies may hold in memory at once: an upload takes its declared length before its body is
+    read (a 503 when that much is not free) and gives it back after its answer, so memory stays bounded while
+    slow clients upload, without their holding the slots that decoding and prediction take."""
+
+    def __init__(self, total: int):
+        self.free, self.lock = total, threading.Lock()
+
+    def take(self, n: int) -> bool:
+        with self.lock:
+            if n > self.free:
+                return False
+            self.free -= n
+            return True
+
+    def give(self, n: int) -> None:
+        with self.lock:
+            self.free += n
+
+
+class Deadline(io.RawIOBase):
+    """A connection's reading end with a deadline: each read waits at most until ``start``'s deadline (and at most
+    IDLE_SECONDS), so a client that trickles its headers or body a byte at a time cannot hold a thread for ever."""
+
+    def __init__(self, sock: socket.socket):
+        self.sock = sock
+        self.start(HEAD_SECONDS)
+
+    def start(self, seconds: float, idle: float | None = None) -> None:
+        self.deadline, self.received, self.expired = time.monotonic() + seconds, 0, False
+        self.idle = IDLE_SECONDS if idle is None else idle
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        left = min(self.deadline - time.monotonic(), self.idle)
+        if left <= 0:
+            self.expired = True
+            raise TimeoutError("the deadline of this request has passed")
+        timeout = self.sock.gettimeout()
+        self.sock.settimeout(left)
+        try:
+            n = self.sock.recv_into(buffer)
+        except TimeoutError:
+            self.expired = True
+            raise
+        finally:
+            self.sock.settimeout(timeout)  # writes keep the handler's own timeout
+        self.received += n
+        return n
+
+
 def as_pixels(x: np.ndarray) -> list:
     """A 28x28 input in [0, 1] as rows of whole grey levels 0..255, for the page to draw."""
     return np.rint(np.asarray(x, dtype=np.float64) * 255).astype(int).tolist()
@@ -179,11 +244,33 @@ def allowed_hosts(host: str, port: int) -> frozenset[str]:
 
 class Handler(BaseHTTPRequestHandler):
     server_version = "digits-demo"  # and no Python version after it: see version_string
-    timeout = 30  # seconds: a client that stops sending mid-request frees its thread
+    timeout = 30  # seconds: a write to a client that stops reading fails (reads: see Deadline)
 
     @property
     def app(self) -> Demo:
         return self.server.app
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # http.server's own reader, replaced by one with a deadline
+        self.rfile = io.BufferedReader(Deadline(self.connection))
+
+    def handle_one_request(self) -> None:
+        """One request whose line and headers must arrive within HEAD_SECONDS: a 408 when they began but did not
+        end in time (http.server drops the connection on a timeout without an answer)."""
+        self.head_read = False
+        self.rfile.raw.start(HEAD_SECONDS)
+        super().handle_one_request()
+        raw = self.rfile.raw
+        if not self.head_read and raw.expired and raw.received:
+            self.command, self.request_version, self.close_connection = "", "HTTP/1.1", True
+            with contextlib.suppress(OSError):
+                self._json(408, {"error": f"the request's headers took over {HEAD_SECONDS:g} s to arrive"})
+
+    def parse_request(self) -> bool:
+        ok = super().parse_request()
+        self.head_read = True  # the headers are in (refused or not, http.server has answered a bad one)
+        return ok
 
     def do_GET(self):  # noqa: N802 (the name http.server dispatches to)
         self._guard(self._get)
@@ -265,32 +352,42 @@ class Handler(BaseHTTPRequestHandler):
         n = self._admissible()
         if n is None:
             return
-        if not self.app.slots.acquire(timeout=ADMISSION_SECONDS):
-            return self._refuse(503, "busy: too many uploads at once; try again in a moment", n, retry=True)
-        try:
+        if not self.app.budget.take(n):
+            return self._refuse(503, "busy: too many uploads arriving at once; try again in a moment", n, retry=True)
+        try:  # the body first, bounded in size and time; then a slot: a slow upload holds no slot while it arrives
             body = self._read_body(n)
             if body is None:
                 return
-            name = unquote(self.headers.get("X-Filename", ""))
-            name = "".join(c for c in name if c.isprintable())[:100] or "image"  # it is echoed in error messages
+            if not self.app.slots.acquire(timeout=ADMISSION_SECONDS):
+                return self._refuse(503, "busy: too many uploads at once; try again in a moment", retry=True)
             try:
-                reply = routes[path](body, name)
-            except ProjectError as exc:
-                return self._json(400, {"error": str(exc)})
-            self._json(200, reply)
+                self._answer(routes[path], body)
+            finally:
+                self.app.slots.release()
         finally:
-            self.app.slots.release()
+            self.app.budget.give(n)
+
+    def _answer(self, route, body: bytes) -> None:
+        name = unquote(self.headers.get("X-Filename", ""))
+        name = "".join(c for c in name if c.isprintable())[:100] or "image"  # it is echoed in error messages
+        try:
+            reply = route(body, name)
+        except ProjectError as exc:
+            return self._json(400, {"error": str(exc)})
+        self._json(200, reply)
 
     def _admissible(self) -> int | None:
         """The length of an upload that may be read, or None once a 4xx answer has been sent for it."""
-        length, n, cap = self.headers.get("Content-Length"), self._declared(), self.app.max_bytes
+        lengths, n, cap = self.headers.get_all("Content-Length") or [], self._declared(), self.app.max_bytes
         kind = self.headers.get_content_type() if self.headers.get("Content-Type") else "none"
         if self.headers.get("Transfer-Encoding"):
             return self._refuse(411, "chunked uploads are not supported: send a Content-Length")
-        if length is None:
+        if not lengths:
             return self._refuse(411, "Content-Length required: send the image as the request body")
+        if len(lengths) > 1:  # which one a proxy in front believed is unknown: the body's end would be a guess
+            return self._refuse(400, f"bad Content-Length: {len(lengths)} Content-Length headers; send one")
         if n < 0:
-            return self._refuse(400, f"bad Content-Length: {length[:40]!r}")
+            return self._refuse(400, f"bad Content-Length: {lengths[0][:40]!r} is not a number of bytes")
         if n > cap:
             return self._refuse(413, f"upload too large: {n} bytes, the limit is {cap} (--max-upload-mb)", n)
         if not kind.startswith(IMAGE_TYPES):
@@ -303,12 +400,15 @@ class Handler(BaseHTTPRequestHandler):
         return n
 
     def _read_body(self, n: int) -> bytes | None:
-        """The request body of ``n`` bytes, or None once a 4xx answer has been sent for it."""
-        chunks, got, deadline = [], 0, time.monotonic() + BODY_SECONDS
+        """The request body of ``n`` bytes, or None once a 4xx answer has been sent for it: a 408 when it does not
+        arrive within BODY_SECONDS, or stalls for IDLE_SECONDS (see Deadline)."""
+        chunks, got = [], 0
+        self.rfile.raw.start(BODY_SECONDS)
         while got < n:
-            if time.monotonic() > deadline:
-                return self._refuse(408, f"the body took over {BODY_SECONDS:g} s to arrive ({got} of {n} bytes)")
-            chunk = self.rfile.read1(min(n - got, 1 << 16))
+            try:
+                chunk = self.rfile.read1(min(n - got, 1 << 16))
+            except TimeoutError:
+                return self._refuse(408, f"the body did not arrive in time ({got} of its {n} bytes came)")
             if not chunk:
                 return self._refuse(400, f"the body ended after {got} of its {n} bytes")
             chunks.append(chunk)
@@ -316,11 +416,11 @@ class Handler(BaseHTTPRequestHandler):
         return b"".join(chunks)
 
     def _declared(self) -> int:
-        """The Content-Length as a number; -1 when absent or not a number."""
-        try:
-            return int(self.headers.get("Content-Length", "-1"))
-        except ValueError:
-            return -1
+        """The Content-Length as a number; -1 when absent, repeated or not plain digits (no sign, no "1_000",
+        no other script's digits, which Python's int() would all take)."""
+        lengths = self.headers.get_all("Content-Length") or []
+        text = lengths[0].strip(" \t") if len(lengths) == 1 else ""
+        return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else -1
 
     def _refuse(self, status: int, message: str, unread: int = 0, retry: bool = False) -> None:
         """Answer a request whose body was not read, then read and drop it (bounded, briefly) before closing.
@@ -331,10 +431,10 @@ class Handler(BaseHTTPRequestHandler):
         self.close_connection = True
         self._json(status, {"error": message}, retry=retry)
         self.wfile.flush()
-        self.connection.settimeout(1.0)  # a client that claims more than it sends is dropped after a second
-        unread, deadline = min(unread, DRAIN_LIMIT), time.monotonic() + DRAIN_SECONDS
+        self.rfile.raw.start(DRAIN_SECONDS, idle=1.0)  # a client that claims more than it sends: dropped in a second
+        unread = min(unread, DRAIN_LIMIT)
         try:
-            while unread > 0 and time.monotonic() < deadline and (chunk := self.rfile.read1(min(unread, 1 << 16))):
+            while unread > 0 and (chunk := self.rfile.read1(min(unread, 1 << 16))):
                 unread -= len(chunk)
         except OSError:
             pass
@@ -342,6 +442,8 @@ class Handler(BaseHTTPRequestHandler):
     def send_error(self, code, message=None, explain=None):
         """http.server's own refusals (bad request line, oversized headers, unknown method) in JSON too."""
         self.close_connection = True
+        if self.request_version == "HTTP/0.9":  # a version it refused (HTTP/2.0): still a status line, not a bare body
+            self.request_version = "HTTP/1.1"
         self._json(code, {"error": message or HTTPStatus(code).phrase}, body=self.command != "HEAD")
 
     def _json(self, status: int, obj, body: bool = True, retry: bool = False) -> None:
@@ -373,6 +475,15 @@ class Server(ThreadingHTTPServer):
         super().__init__(address, Handler)
         self.hosts = allowed_hosts(address[0], self.server_address[1])
         self.any_address = address[0] in ("0.0.0.0", "::", "")
+
+    def handle_error(self, request, client_address) -> None:
+        """A connection that failed outside any route (a client reset mid-headers): one log line, not socketserver's
+        traceback; a client that went away is not an error of this server at all."""
+        exc = sys.exc_info()[1]
+        if not isinstance(exc, ConnectionError | TimeoutError):
+            sys.stderr.write(
+                f"demo.py: {client_address[0]} connection failed: {type(exc).__name__}: {one_line(exc)[:200]}\n"
+            )
 
     def host_allowed(self, value: str) -> bool:
         """Whether a Host header (or an Origin's host:port) names this server; see allowed_hosts."""
@@ -421,7 +532,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--port", type=int, help="port (default: 8000, or any free one with --screenshot; 0: any free one)")
     p.add_argument(
         "--checkpoint-dir",
-        type=Path,
+        type=path_type,
         default=CHECKPOINTS,
         help="where the trained models are, in <dir>/<dataset>/ (default: the repo's checkpoints/)",
     )
@@ -433,7 +544,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         default=float(MAX_FILE_MB),
         help=f"largest accepted upload, from 0.01 to 100 (default: {MAX_FILE_MB})",
     )
-    p.add_argument("--screenshot", type=Path, help="draw a digit in headless Chromium, save the page as PNG, exit")
+    p.add_argument("--screenshot", type=path_type, help="draw a digit in headless Chromium, save the page as PNG, exit")
     p.add_argument("--number", action="store_true", help="with --screenshot: write 2026 in number mode instead")
     args = p.parse_args(argv)
     if args.number and not args.screenshot:
@@ -453,7 +564,7 @@ def _main(argv=None) -> int:
 
         with server:
             screenshot(server, args.screenshot, number="2026" if args.number else None)
-        print(f"demo.py: saved {args.screenshot}")
+        print(f"demo.py: saved {one_line(args.screenshot)}")
         return 0
     models = ", ".join(p.name for p in server.app.predictors) or "none yet"
     print(f"demo.py: serving {server.url} (models: {models}; Ctrl-C stops)", flush=True)

@@ -16,6 +16,9 @@ point. Ctrl-C saves the progress; --resume then finishes with the same result as
 
 from __future__ import annotations
 
+import mnistlab.errors  # noqa: F401 (first: its hook makes a Ctrl-C during the slow imports below one line)
+
+# isort: split
 import argparse
 import sys
 import time
@@ -26,9 +29,9 @@ from tqdm import tqdm
 
 from mnistlab import flags
 from mnistlab.augment import KINDS, distort, parse_kinds
-from mnistlab.checkpoints import load_weights, read_checkpoint, save_checkpoint, set_rng_states
+from mnistlab.checkpoints import load_weights, position_problem, read_checkpoint, save_checkpoint, set_rng_states
 from mnistlab.devices import resolve_amp, resolve_device, setup_torch
-from mnistlab.errors import ProjectError, run_cli
+from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import check_output_dirs, is_regular, write_json
 from mnistlab.machine import process_age, versions
 from mnistlab.plots import plot_confusion, plot_curves
@@ -101,7 +104,7 @@ def train(config: dict, index: int, data: dict, device, stop) -> dict | None:
     torch.manual_seed(config["seed"])
     setup = time.perf_counter()
     model, opt, sched = build(config, device, total)  # torch.optim imports torch's compiler here: about 1.3 s
-    state = resume(config, index, model, opt, sched) if config["resume"] else fresh_state()
+    state = resume(config, index, model, opt, sched, total) if config["resume"] else fresh_state()
     seconds_setup = time.perf_counter() - setup
 
     def save_progress() -> None:
@@ -178,7 +181,7 @@ def run(config: dict, stop) -> int:
         if record is None:
             why = "interrupted" if stop.requested else f"stopped after --stop-after {config['stop_after']} steps"
             print(
-                f"dl_main.py: {why}; progress saved to {checkpoint_files(seed_config, index)[1]}; "
+                f"dl_main.py: {why}; progress saved to {one_line(checkpoint_files(seed_config, index)[1])}; "
                 "continue with --resume",
                 file=sys.stderr,
             )
@@ -191,20 +194,23 @@ def run(config: dict, stop) -> int:
     return 0
 
 
-def resume(config: dict, index: int, model, opt, sched) -> dict:
-    """Load a run's progress (or, when it had finished, its final checkpoint) into the model and optimizer."""
+def resume(config: dict, index: int, model, opt, sched, total: int) -> dict:
+    """Load a run's progress (or, when it had finished, its final checkpoint) into the model and optimizer;
+    ``total``: this run's steps (epochs x steps per epoch), which the saved step must be a position in."""
     path = resume_file(config, index)
     if path is None and index > 0:
         return fresh_state()  # a later seed that had not started yet
     path = path or checkpoint_files(config, index)[0]  # none at all: read_checkpoint says so in one line
     ckpt, state = read_checkpoint(path, need_training_state=True), fresh_state()
+    if problem := position_problem(ckpt, config["epochs"], total):
+        raise ProjectError(f"{path} cannot be resumed: {problem}; start afresh without --resume")
     state.update({k: ckpt[k] for k in state if k in ckpt})
     load_weights(model, ckpt, path)
     opt.load_state_dict(ckpt["optimizer"])
     if sched:
         sched.load_state_dict(ckpt["scheduler"])
     set_rng_states(ckpt["rng"])
-    print(f"resuming {path} at step {state['step']}")
+    print(f"resuming {one_line(path)} at step {state['step']}")
     return state
 
 

@@ -24,9 +24,9 @@ import dl_main
 import ml_main
 import mnistlab.published as published
 import report
-from mnistlab.errors import ProjectError, run_cli
+from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import check_output_dirs, write_json
-from mnistlab.flags import add_data_flags, add_run_flags
+from mnistlab.flags import add_data_flags, add_run_flags, path_type
 from mnistlab.machine import versions
 from mnistlab.recipes import NETWORK_RECIPES
 from mnistlab.records import print_config
@@ -38,7 +38,7 @@ STEPS = ("ml-paper", "ml-benchmark", "ml-tuned", "mlp", "cnn")
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--source", type=Path, help="folder with the four IDX files of an MNIST-format dataset")
+    p.add_argument("--source", type=path_type, help="folder with the four IDX files of an MNIST-format dataset")
     p.add_argument(
         "--recipe",
         choices=[r for r in NETWORK_RECIPES if r != "gpu"],
@@ -151,7 +151,7 @@ def _main(argv=None) -> int:
     try:
         timings = run_steps(steps)
     except TrainingInterruptedError as exc:
-        print(f"experiment.py: {exc}", file=sys.stderr)
+        print(f"experiment.py: {one_line(exc)}", file=sys.stderr)
         return 130
     if args.val_size:
         print(

@@ -25,6 +25,9 @@ with --all, table.md beside them.
 
 from __future__ import annotations
 
+import mnistlab.errors  # noqa: F401 (first: its hook makes a Ctrl-C during the slow imports below one line)
+
+# isort: split
 import argparse
 import functools
 import sys
@@ -34,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageFont
 
-from mnistlab.errors import ProjectError, run_cli
+from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, write_json
-from mnistlab.flags import add_model_flags, check_model_flags
+from mnistlab.flags import add_model_flags, check_model_flags, path_type
 from mnistlab.images import to_mnist
 from mnistlab.machine import versions
 from mnistlab.paths import RESULTS
@@ -248,7 +251,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_model_flags(p)
     p.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from {', '.join(SETS)} (default: all)")
-    p.add_argument("--results-dir", type=Path, default=RESULTS, help="(default: the repo's results/)")
+    p.add_argument("--results-dir", type=path_type, default=RESULTS, help="(default: the repo's results/)")
     args = p.parse_args(argv)
     check_model_flags(p, args)
     args.sets = list(dict.fromkeys(s.strip() for s in args.sets.split(",") if s.strip()))  # each set once
@@ -261,8 +264,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 def measure_all(predictors, sets) -> dict:
     """{model name: record}: every model on every set; each set is built once."""
     records = {p.name: {"name": p.name, "path": str(p.path), "family": p.family, "sets": {}} for p in predictors}
-    for p in predictors:  # what each network was trained with, for the record
-        records[p.name].update({k: p.meta.get(k) for k in ("model", "recipe", "epochs", "augment", "distort")})
+    for p in predictors:  # what each model was trained with (a network) or sees (a classical model), for the record
+        trained = ("model", "recipe", "epochs", "augment", "distort", "features", "deskew")
+        records[p.name].update({k: p.meta.get(k) for k in trained})
     for name in sets:
         start = time.perf_counter()
         images, labels = build_set(name)
@@ -304,7 +308,7 @@ def _main(argv=None) -> int:
         print("\n" + text, end="")
         with atomic_path(out / "table.md") as tmp:
             tmp.write_text(text)
-    print(f"wrote {out}/")
+    print(f"wrote {one_line(out)}/")
     return 0
 
 

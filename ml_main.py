@@ -15,6 +15,9 @@ pipeline to checkpoints/<dataset>/<name>.skops (loaded safely by predict.py and 
 
 from __future__ import annotations
 
+import mnistlab.errors  # noqa: F401 (first: its hook makes a Ctrl-C during the slow imports below one line)
+
+# isort: split
 import contextlib
 import sys
 import time
@@ -98,6 +101,8 @@ def run_one(config: dict, data: dict) -> dict:
             "recipe": config["recipe"],
             "dataset": config["dataset"],
             "classes": classes,
+            "features": config["features"],  # what it sees, for handwriting.py's record and report.py's paragraph
+            "deskew": config["deskew"],
         }
         save_classical(first_model, paths["checkpoint"].with_suffix(".skops"), meta, data["eval"][0][:200])
     title = f"{config['name']}: {100 * rec['accuracy']:.2f}% on {len(y_eval)} {data['eval_split']} images"
@@ -183,6 +188,12 @@ HYPERPARAMETERS = (
 )
 
 
+# Beyond these a typo, not a setting: a deeper tree, a bigger forest or layer than any run of this repo could use
+# (scikit-learn overflows on a depth of 10**20, allocates terabytes for 10**12 units, fits 10**8 trees for days).
+MAX_DEPTH, MAX_TREES, MAX_UNITS, MAX_ITER, MAX_IMAGES = 10_000, 5_000, 10_000, 100_000, 1_000_000
+MAX_CACHE_MB = 1_000_000  # a terabyte of kernel cache
+
+
 def gamma_type(text: str):
     """The RBF width from the command line: 'scale', 'auto' or a number > 0."""
     if text in ("scale", "auto"):
@@ -211,20 +222,24 @@ def build_parser() -> ArgumentParser:
     h.add_argument("--k", type=positive(int), help="knn: number of neighbours")
     h.add_argument("--weights", choices=("uniform", "distance"), help="knn: neighbour weights")
     h.add_argument(
-        "--p", type=positive(float), help="knn: power of the Minkowski distance (1: Manhattan, 2: Euclidean)"
+        "--p", type=positive(float, 10), help="knn: power of the Minkowski distance (1: Manhattan, 2: Euclidean)"
     )
     h.add_argument("--criterion", choices=("gini", "entropy", "log_loss"), help="dt, rf: split criterion")
-    h.add_argument("--max-depth", type=non_negative(int), help="dt, rf, gb: maximum tree depth (0: unlimited)")
-    h.add_argument("--min-samples-leaf", type=positive(int), help="dt, rf: fewest training images in a leaf")
-    h.add_argument("--n-estimators", type=positive(int), help="rf: number of trees; gb: boosting rounds")
+    h.add_argument(
+        "--max-depth", type=non_negative(int, MAX_DEPTH), help="dt, rf, gb: maximum tree depth (0: unlimited)"
+    )
+    h.add_argument(
+        "--min-samples-leaf", type=positive(int, MAX_IMAGES), help="dt, rf: fewest training images in a leaf"
+    )
+    h.add_argument("--n-estimators", type=positive(int, MAX_TREES), help="rf: number of trees; gb: boosting rounds")
     h.add_argument("--lr", type=positive(float), help="gb: learning rate (shrinkage)")
     h.add_argument("--C", type=positive(float), help="svm, pca-svm, logreg: inverse regularisation strength")
     h.add_argument("--gamma", type=gamma_type, help="svm, pca-svm: RBF width: scale, auto or a number > 0")
     h.add_argument("--penalty", choices=("l2", "l1"), help="logreg: l2 (lbfgs, multinomial) or l1 (liblinear, OvR)")
-    h.add_argument("--tol", type=positive(float), help="logreg: the solver's stopping tolerance")
-    h.add_argument("--max-iter", type=positive(int), help="logreg: solver iterations; sk-mlp: epochs")
-    h.add_argument("--hidden-size", type=positive(int), help="sk-mlp: hidden units")
-    h.add_argument("--cache-mb", type=positive(float), help="svm, pca-svm: kernel cache size in MB")
+    h.add_argument("--tol", type=positive(float, 1), help="logreg: the solver's stopping tolerance")
+    h.add_argument("--max-iter", type=positive(int, MAX_ITER), help="logreg: solver iterations; sk-mlp: epochs")
+    h.add_argument("--hidden-size", type=positive(int, MAX_UNITS), help="sk-mlp: hidden units")
+    h.add_argument("--cache-mb", type=positive(float, MAX_CACHE_MB), help="svm, pca-svm: kernel cache size in MB")
     h.add_argument("--pca", type=non_negative(int), help="project onto this many principal components first (0: off)")
     h.add_argument("--deskew", action=BooleanOptionalAction, help="straighten slanted digits first")
     h.add_argument(

@@ -26,6 +26,9 @@ See docs/numbers.md.
 
 from __future__ import annotations
 
+import mnistlab.errors  # noqa: F401 (first: its hook makes a Ctrl-C during the slow imports below one line)
+
+# isort: split
 import argparse
 import sys
 from collections import Counter
@@ -34,9 +37,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mnistlab.errors import ProjectError, run_cli
+from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import atomic_path
-from mnistlab.flags import add_model_flags, check_model_flags, positive
+from mnistlab.flags import add_model_flags, check_model_flags, path_type, positive
 from mnistlab.images import read_digit
 from mnistlab.numbers import read_image, read_number
 from mnistlab.saved_models import chosen_models, ranked
@@ -44,10 +47,10 @@ from mnistlab.saved_models import chosen_models, ranked
 
 def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("images", nargs="+", type=Path, help="image files to classify")
+    p.add_argument("images", nargs="+", type=path_type, help="image files to classify")
     add_model_flags(p)
     p.add_argument("--top", type=positive(int), default=1, help="how many of the best classes to print (default: 1)")
-    p.add_argument("--save-inputs", type=Path, help="folder to save each 28x28 model input as PNG, to inspect")
+    p.add_argument("--save-inputs", type=path_type, help="folder to save each 28x28 model input as PNG, to inspect")
     p.add_argument(
         "--number",
         action="store_true",
@@ -71,19 +74,19 @@ def read_inputs(paths: list[Path], read=read_digit) -> tuple[list[Path], list, i
             inputs.append(read(path))
             names.append(path)
         except ProjectError as exc:
-            print(f"predict.py: error: {exc}", file=sys.stderr)
+            print(f"predict.py: error: {one_line(exc)}", file=sys.stderr)
     return names, inputs, len(paths) - len(names)
 
 
 def cell(predictor, scores: np.ndarray, k: int) -> str:
     """A class with its score: 7 (99.1%) for a probability, 7 (9.31) for a decision score."""
-    return f"{predictor.classes[k]} ({score_text(predictor.score_kind, scores[k])})"
+    return f"{one_line(predictor.classes[k])} ({score_text(predictor.score_kind, scores[k])})"
 
 
 def print_one(predictor, names, inputs, top: int) -> None:
     for path, scores in zip(names, predictor.predict(np.stack(inputs)), strict=True):
         best = ranked(scores, top)
-        print(f"{path}: " + ", ".join(cell(predictor, scores, k) for k in best))
+        print(f"{one_line(path)}: " + ", ".join(cell(predictor, scores, k) for k in best))
 
 
 def print_table(predictors, names, inputs) -> None:
@@ -91,7 +94,7 @@ def print_table(predictors, names, inputs) -> None:
     batch = np.stack(inputs)
     columns = [[cell(p, s, int(ranked(s, 1)[0])) for s in p.predict(batch)] for p in predictors]
     rows = [["image", *(p.name for p in predictors)]]
-    rows += [[str(path), *(column[i] for column in columns)] for i, path in enumerate(names)]
+    rows += [[one_line(path), *(column[i] for column in columns)] for i, path in enumerate(names)]
     print_rows(rows)
 
 
@@ -111,10 +114,10 @@ def print_numbers(predictors, names, layouts, table: bool) -> list:
     if not table:
         for path, (reading,) in zip(names, readings, strict=True):
             digits = ", ".join(f"{d.label} ({score_text(reading.score_kind, d.score)})" for d in reading.digits)
-            print(f"{path}: {reading.number}  [{digits}]")
+            print(f"{one_line(path)}: {reading.number}  [{digits}]")
         return [row[0] for row in readings]
     rows = [["image", *(p.name for p in predictors)]]
-    rows += [[str(path), *(number_cell(r) for r in row)] for path, row in zip(names, readings, strict=True)]
+    rows += [[one_line(path), *(number_cell(r) for r in row)] for path, row in zip(names, readings, strict=True)]
     print_rows(rows)
     return [row[0] for row in readings]
 

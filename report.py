@@ -3,12 +3,19 @@
     python report.py                          # MNIST: reads results/mnist/*.json, writes report.{md,csv} and figures
     python report.py --dataset fashion-mnist  # another dataset's runs
 
-Every run record (one per model and setting) is a row. Figures go to plots/<dataset>/: comparison.png
-(published vs reproduced accuracy), misclassified.png (the best model's errors), confusion_matrices.png.
+Every run record (one per model and setting) is a row, with what the model saw: pixels, HOG features or (a
+network) features it learned from the pixels. Under the table, a paragraph computed from the records: how much of
+the gap between the best classical model and the best network the HOG features close, on the test set and (for
+digits) on other writers' digits (handwriting.py's records). Figures go to plots/<dataset>/: comparison.png
+(each model's test error against the published one, on a log axis), misclassified.png (the best model's errors),
+confusion_matrices.png.
 """
 
 from __future__ import annotations
 
+import mnistlab.errors  # noqa: F401 (first: its hook makes a Ctrl-C during the slow imports below one line)
+
+# isort: split
 import argparse
 import csv
 import io
@@ -16,6 +23,7 @@ import math
 import statistics
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,9 +32,10 @@ from mnistlab.cache import load_cache
 from mnistlab.data import load_split
 from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, read_json
-from mnistlab.flags import add_output_flags, dataset_type
+from mnistlab.flags import add_output_flags, dataset_type, path_type
 from mnistlab.paths import BUNDLED, REPO
 from mnistlab.plots import draw_confusion, names_are_words, pyplot, savefig
+from mnistlab.recipes import NETWORKS
 from mnistlab.tables import replace_section
 
 DEFAULTS_NOTE = "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]"
@@ -35,6 +44,7 @@ NOT_RESULTS = {"bench"}  # JSON files in the results folder that are not model r
 COLUMNS = [
     "model",
     "setting",
+    "features",
     "published",
     "published_high",
     "this_repo",
@@ -218,6 +228,133 @@ def shown_setting(record: dict) -> str:
     return name
 
 
+# ---------------------------------------------------------------- pixels against features
+LEARNED = "learned from pixels"  # a network's features: it learns its own from the pixels
+DIGITS = [str(d) for d in range(10)]
+UCI_SETS = ("uci-nearest", "uci-bilinear")  # handwriting.py's two renderings of other writers' (UCI) digits
+OTHER_WRITERS = "On other writers' digits (UCI, the mean of handwriting.py's nearest and bilinear renderings)"
+DATASET_NAMES = {"mnist": "MNIST", "fashion-mnist": "Fashion-MNIST", "kmnist": "KMNIST"}
+KIND_FAMILIES = ("network", "classical")  # handwriting.py's "family" of a saved model
+WHAT = {"network": "a network", "pixels": "a classical model on pixels", "HOG": "a classical model on HOG features"}
+
+
+class Score(NamedTuple):
+    """One model's accuracy in the paragraph under the table, with what it saw (a key of WHAT)."""
+
+    name: str
+    kind: str
+    accuracy: float
+
+
+def classical_features(config: dict) -> str:
+    """What a classical model saw: "pixels" or "HOG" (mnistlab.features), ", deskewed" where it deskewed first;
+    records from before HOG existed have no "features" setting: they saw pixels."""
+    seen = "HOG" if config.get("features") == "hog" else "pixels"
+    return f"{seen}, deskewed" if config.get("deskew") else seen
+
+
+def features_used(record: dict) -> str:
+    """The table's features column: a network's are learned from the pixels, a classical model's are its settings'."""
+    return LEARNED if record["model"] in NETWORKS else classical_features(record["config"])
+
+
+def kind(features: str) -> str:
+    """The group of a features entry that the paragraph and the figure compare: network, HOG or pixels."""
+    return "network" if features == LEARNED else features.split(",")[0]
+
+
+def comparable_scores(records: list[dict]) -> list[Score]:
+    """The test-set runs that may be compared: trained and scored on the full split (a --train-size or --test-size
+    run is a quick check, not a model to rank); several seeds count with their mean."""
+    full = [r for r in records if not any(part.startswith(DATA_SIZES) for part in setting(r).split("-"))]
+    return [Score(r["name"], kind(features_used(r)), r.get("accuracy_mean", r["accuracy"])) for r in full]
+
+
+def load_handwriting(folder: Path, records: list[dict]) -> list[Score]:
+    """Each model's accuracy on other writers' digits from handwriting.py's records (<folder>/handwriting/*.json);
+    none when it was never run. A record that cannot be read or used is left out with a note on stderr."""
+    runs = {r["name"]: r for r in records}
+    scores = []
+    for path in sorted((folder / "handwriting").glob("*.json")):
+        if path.name.startswith("."):  # a temporary file being written
+            continue
+        try:
+            score = handwriting_score(read_json(path), runs)
+        except ProjectError as exc:
+            score = str(exc).split("; ")[0]
+        if isinstance(score, Score):
+            scores.append(score)
+        else:
+            left_out(path, score)
+    return scores
+
+
+def handwriting_score(record, runs: dict) -> Score | str:
+    """A handwriting.py record as a Score (the mean of its UCI sets), or why it cannot be one. A classical model's
+    features are those its record names (copied from the saved model), else those of the test-set run of the same
+    name, which saved that model."""
+    sets = record.get("sets") if isinstance(record, dict) else None
+    if not (isinstance(sets, dict) and is_label(record.get("name")) and record.get("family") in KIND_FAMILIES):
+        return "not a handwriting.py record"
+    accuracies = [sets[s].get("accuracy") if isinstance(sets.get(s), dict) else None for s in UCI_SETS]
+    if not all(is_number(a, 0, 1) for a in accuracies):
+        return f"it has no accuracy on both {' and '.join(UCI_SETS)}"
+    name, accuracy = record["name"], statistics.fmean(accuracies)
+    if record["family"] == "network":
+        return Score(name, "network", accuracy)
+    if record.get("features"):
+        return Score(name, kind(classical_features(record)), accuracy)
+    if name in runs:
+        return Score(name, kind(features_used(runs[name])), accuracy)
+    return f"it does not say what {name} saw (pixels or HOG), and there is no test-set record {name}.json that does"
+
+
+def behind(difference: float) -> str:
+    """How far an accuracy is from the network's, ``difference`` = network - it, in percentage points."""
+    points = round(100 * difference, 2)
+    if points == 0:
+        return "level with"
+    return f"{abs(points):.2f} points {'behind' if points > 0 else 'ahead of'}"
+
+
+def closed(gap: float, left: float) -> str:
+    """How much of the pixels' gap to the network (``gap``) the features close, leaving ``left``."""
+    if gap <= 0:
+        return "pixels already reach the network, so there is no gap for the features to close"
+    share = (gap - left) / gap
+    if share < 0:
+        return f"the features widen the gap by {-share:.0%}"
+    return f"the features close {share:.0%} of the gap" + (" and overtake the network" if left < 0 else "")
+
+
+def gap_sentence(where: str, scores: list[Score], hint: str) -> str:
+    """One sentence of the paragraph: the best classical model on pixels and on HOG against the best network."""
+    best = {k: max((s for s in scores if s.kind == k), key=lambda s: s.accuracy, default=None) for k in WHAT}
+    if lacking := [WHAT[k] for k, s in best.items() if s is None]:
+        listed = " or ".join([", ".join(lacking[:-1]), lacking[-1]] if len(lacking) > 1 else lacking)
+        return f"{where} there is no record of {listed} yet ({hint}), so the gap is not measured."
+    net, pix, hog = best["network"], best["pixels"], best["HOG"]
+    gap, left = net.accuracy - pix.accuracy, net.accuracy - hog.accuracy
+
+    def shown(s: Score) -> str:
+        return f"{s.name} {pct(s.accuracy)}"
+
+    return (
+        f"{where} the best classical model on pixels ({shown(pix)}) is {behind(gap)} the best network "
+        f"({shown(net)}); on HOG features ({shown(hog)}) it is {behind(left)} it: {closed(gap, left)}."
+    )
+
+
+def features_paragraph(records: list[dict], dataset: str, handwriting: list[Score]) -> str:
+    """Under the table, computed from the records: how much of the gap between the best classical model and the
+    best network the HOG features close, on this dataset's test set and, for digits, on other writers' digits."""
+    where = f"On the {DATASET_NAMES.get(dataset, dataset)} test set"
+    sentences = [gap_sentence(where, comparable_scores(records), "python experiment.py runs every model")]
+    if records[0]["classes"] == DIGITS:  # handwriting.py measures digit models only
+        sentences.append(gap_sentence(OTHER_WRITERS, handwriting, "python handwriting.py --all measures them"))
+    return "\n" + " ".join(sentences) + "\n"
+
+
 def table_rows(records: list[dict], dataset: str) -> list[dict]:
     rows = []
     for r in records:
@@ -227,6 +364,7 @@ def table_rows(records: list[dict], dataset: str) -> list[dict]:
             {
                 "model": r["model"],
                 "setting": shown_setting(r),
+                "features": features_used(r),
                 "published": low,
                 "published_high": high,
                 "this_repo": r.get("accuracy_mean", r["accuracy"]),  # the mean over seeds where there are several
@@ -247,8 +385,8 @@ def pct(value) -> str:
 
 
 def markdown(rows: list[dict]) -> str:
-    head = "| model | setting | published | this repo | train s | predict s | train/test | notes |"
-    lines = [head, "|---|---|---|---|---|---|---|---|"]
+    head = "| model | setting | features | published | this repo | train s | predict s | train/test | notes |"
+    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         acc = pct(r["this_repo"])
         if r["std"] is not None:
@@ -256,9 +394,8 @@ def markdown(rows: list[dict]) -> str:
         secs = [f"{r[k]:.1f}" if r[k] is not None else "" for k in ("seconds_train", "seconds_predict")]
         split = f"{r['n_train']}/{r['n_test']}"
         shown = pct(r["published"]) + (f"–{pct(r['published_high'])}" if r["published_high"] is not None else "")
-        lines.append(
-            f"| {r['model']} | {r['setting']} | {shown} | {acc} | {secs[0]} | {secs[1]} | {split} | {r['notes']} |"
-        )
+        cells = [r["model"], r["setting"], r["features"], shown, acc, *secs, split, r["notes"]]
+        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 
@@ -331,39 +468,93 @@ def test_images(record: dict, data_dir: Path) -> np.ndarray:
     return x
 
 
+KIND_STYLE = {  # what a model saw -> its marker's colour and shape, and its legend entry
+    "network": ("#1f77b4", "o", "this repo: network (features learned from pixels)"),
+    "HOG": ("#2ca02c", "s", "this repo: classical model on HOG features"),
+    "pixels": ("#ff7f0e", "D", "this repo: classical model on pixels"),
+}
+
+
+def error_pct(accuracy: float, n_test: int | None) -> float:
+    """The test error, 100 - accuracy in %; a perfect score is drawn at half an image's worth (log has no zero)."""
+    return max(100 * (1 - accuracy), 50 / (n_test or 10_000))
+
+
+def published_errors(row: dict) -> tuple[float, float]:
+    """The published test error (lowest, highest) in %: one figure twice, a range's ends, or (nan, nan) for none."""
+    if row["published"] is None:
+        return math.nan, math.nan
+    high = row["published_high"] if row["published_high"] is not None else row["published"]
+    return 100 * (1 - high), 100 * (1 - row["published"])
+
+
 def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
-    """Published (grey; a range as a bar to its low end and a line to its high end) vs this repo (blue), on an
-    axis from zero, with the published references no row reproduces (e.g. human performance) as dashed lines."""
+    """Each model's test error (100 - accuracy) on a log axis, fewest errors at the top, marked by what it saw, its
+    published error beside it (grey ring; a range as a grey bar) and the published references no row reproduces
+    (e.g. human performance) as dashed lines. At 99% accuracy what matters is the error: on a log axis 0.4% against
+    3% shows as 7 times the errors, where accuracy bars from zero look the same length."""
     plt = pyplot()
-    names = [f"{r['model']} ({r['setting']})" if r["setting"] else r["model"] for r in rows]
-    ours = np.array([100 * r["this_repo"] for r in rows])
-    low = np.array([np.nan if r["published"] is None else 100 * r["published"] for r in rows])
-    high = np.array([np.nan if r["published_high"] is None else 100 * r["published_high"] for r in rows])
+    rows = sorted(rows, key=lambda r: -r["this_repo"])
+    ours = np.array([error_pct(r["this_repo"], r["n_test"]) for r in rows])
+    pub = np.array([published_errors(r) for r in rows]).reshape(len(rows), 2)
     ypos = np.arange(len(rows))
-    fig, ax = plt.subplots(figsize=(8, 0.6 * len(rows) + 1.5))
-    ax.barh(ypos + 0.2, low, height=0.4, label="published", color="#bbbbbb")
-    ax.barh(ypos - 0.2, ours, height=0.4, label="this repo", color="#1f77b4")
-    ranged = ~np.isnan(high)
-    ax.hlines(ypos[ranged] + 0.2, low[ranged], high[ranged], color="#555555", lw=3)
-    for y_, v in zip(ypos, ours, strict=True):
-        ax.text(v + 0.2, y_ - 0.2, f"{v:.2f}", va="center", fontsize=8)
-    for y_, lo, hi in zip(ypos, low, high, strict=True):
-        if not np.isnan(lo):
-            text = f"{lo:.2f}" if np.isnan(hi) else f"{lo:.1f}–{hi:.1f}"
-            ax.text((lo if np.isnan(hi) else hi) + 0.2, y_ + 0.2, text, va="center", fontsize=8, color="#555555")
+    fig, ax = plt.subplots(figsize=(8, 0.45 * len(rows) + 2))
+    ax.hlines(ypos, np.fmin(ours, pub[:, 0]), np.fmax(ours, pub[:, 1]), color="#dddddd", lw=1, zorder=1)  # pairs
+    draw_published(ax, ypos, pub)
+    draw_ours(ax, ypos, rows, ours)
     table = published.table(dataset)
-    for label, value in (table.references if table else {}).items():
-        ax.axvline(100 * value, color="#d62728", ls="--", lw=1)
-        ax.text(100 * value, -0.7, f" {label} {100 * value:.1f}", color="#d62728", fontsize=8, ha="center")
-    ax.set_xlim(0, 108)  # from zero: a cut axis would make a 2-point gap look like a 10-fold one
+    references = draw_references(ax, table)
+    log_error_axis(ax, np.concatenate([ours, pub[~np.isnan(pub)], references]))
+    names = [f"{r['model']} ({r['setting']})" if r["setting"] else r["model"] for r in rows]
     ax.set_yticks(ypos, names)
-    ax.invert_yaxis()
-    ax.set_xlabel("test accuracy (%)", labelpad=2)
-    ax.set_title(
-        f"{dataset}: published vs this repo" + (f"\n(published: {table.source})" if table else ""), fontsize=10
-    )
-    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.07), ncol=2, frameon=False)
+    ax.set_ylim(len(rows) - 0.5, -1.3 if references else -0.7)  # fewest errors on top, room for the references
+    source = f"\n(published: {table.source})" if table else ""
+    ax.set_title(f"{DATASET_NAMES.get(dataset, dataset)}: test error, this repo vs published{source}", fontsize=10)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.09), ncol=2, frameon=False, fontsize=8)
     savefig(fig, path)
+
+
+def draw_published(ax, ypos: np.ndarray, pub: np.ndarray) -> None:
+    """The published errors (N, 2: lowest, highest; nan: none): a ring at the highest, a bar over a range."""
+    ax.hlines(ypos, pub[:, 0], pub[:, 1], color="#999999", lw=4, zorder=2)
+    has = ~np.isnan(pub[:, 1])
+    ax.scatter(pub[has, 1], ypos[has], s=45, facecolors="white", edgecolors="#777777", label="published", zorder=3)
+    for y, (lo, hi) in zip(ypos[has], pub[has], strict=True):
+        text = f"{hi:.2f}%" if lo == hi else f"{lo:.1f}–{hi:.1f}%"
+        ax.annotate(text, (hi, y), xytext=(0, -11), textcoords="offset points", ha="center", fontsize=7, color="#555")
+
+
+def draw_ours(ax, ypos: np.ndarray, rows: list[dict], ours: np.ndarray) -> None:
+    """This repo's errors, one marker style per kind of features (KIND_STYLE), each with its value above it."""
+    for name, (color, marker, label) in KIND_STYLE.items():
+        mine = np.array([kind(r["features"]) == name for r in rows], dtype=bool)
+        if mine.any():  # a legend entry only for the kinds shown
+            ax.scatter(ours[mine], ypos[mine], s=40, color=color, marker=marker, label=label, zorder=4)
+    for y, r, err in zip(ypos, rows, ours, strict=True):
+        shown = "0 wrong" if r["this_repo"] == 1 else f"{err:.2f}%"
+        ax.annotate(shown, (err, y), xytext=(0, 6), textcoords="offset points", ha="center", fontsize=7)
+
+
+def draw_references(ax, table) -> list[float]:
+    """The published references no row reproduces (e.g. human performance) as dashed lines; their errors."""
+    references = {label: 100 * (1 - value) for label, value in (table.references if table else {}).items()}
+    for label, err in references.items():
+        ax.axvline(err, color="#d62728", ls="--", lw=1)
+        ax.text(err, -0.9, f" {label} {err:.1f}%", color="#d62728", fontsize=8, ha="center")
+    return list(references.values())
+
+
+def log_error_axis(ax, values: np.ndarray) -> None:
+    """A log x axis around ``values`` (errors in %), ticked at 1, 2 and 5 of each decade and labelled in %."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # here: matplotlib loads in pyplot()
+
+    ax.set_xscale("log")
+    ax.set_xlim(values.min() / 1.6, values.max() * 1.6)
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
+    ax.grid(axis="x", which="major", alpha=0.3)
+    ax.set_xlabel("test error: 100 − accuracy (%), log scale; further left is better", labelpad=2)
 
 
 def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, limit: int = 40) -> int:
@@ -433,7 +624,7 @@ def copy_readme_figures(figures: Path, dataset: str) -> None:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--dataset", type=dataset_type, default="mnist", help="whose runs to report (default: mnist)")
-    p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (for the test images)")
+    p.add_argument("--data-dir", type=path_type, default=BUNDLED, help="data folder (for the test images)")
     add_output_flags(p, checkpoints=False)
     p.add_argument(
         "--update-readme",
@@ -464,7 +655,8 @@ def make_report(
     rows = table_rows(records, dataset)
     experiment_seconds = experiment_seconds or last_experiment_seconds(out)
     notes = published_note(dataset) + mixed_splits_note(rows) + machine_note(records, experiment_seconds)
-    table = markdown(rows) + notes
+    paragraph = features_paragraph(records, dataset, load_handwriting(out, records))
+    table = markdown(rows) + paragraph + notes
     with atomic_path(out / "report.md") as tmp:
         tmp.write_text(f"# Results on {dataset}\n\n{table}")
     write_csv(rows, out / "report.csv")

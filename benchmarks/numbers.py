@@ -36,7 +36,7 @@ from scipy import ndimage
 
 from mnistlab.data import load_split
 from mnistlab.errors import ProjectError, run_cli
-from mnistlab.flags import DEVICES, in_range
+from mnistlab.flags import DEVICES, in_range, path_type, seed_type
 from mnistlab.images import to_mnist
 from mnistlab.machine import cpu_model, usable_cores
 from mnistlab.numbers import read_image, read_layout, read_number
@@ -392,13 +392,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         default="test",
         help="whose digits: MNIST test (and UCI) digits, or training digits for choosing settings",
     )
-    p.add_argument("--seed", type=int, default=0, help="which numbers (default: 0)")
+    p.add_argument("--seed", type=seed_type, default=0, help="which numbers (default: 0)")
     p.add_argument(
-        "--checkpoint-dir", type=Path, default=CHECKPOINTS, help="the trained models (default: checkpoints/)"
+        "--checkpoint-dir", type=path_type, default=CHECKPOINTS, help="the trained models (default: checkpoints/)"
     )
-    p.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: the repo's data/)")
+    p.add_argument("--data-dir", type=path_type, default=BUNDLED, help="data folder (default: the repo's data/)")
     p.add_argument("--device", choices=DEVICES, default="cpu", help="for the networks (default: cpu)")
-    p.add_argument("--docs", type=Path, default=DOCS, help=f"where the tables go (default: {DOCS.relative_to(REPO)})")
+    p.add_argument(
+        "--docs", type=path_type, default=DOCS, help=f"where the tables go (default: {DOCS.relative_to(REPO)})"
+    )
     p.add_argument("--no-docs", action="store_true", help="print the tables only")
     p.add_argument("--no-timing", action="store_true", help="skip the page's timing")
     p.add_argument(

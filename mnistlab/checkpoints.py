@@ -232,6 +232,20 @@ def scheduler_problem(ckpt: dict) -> str | None:
     return None
 
 
+def position_problem(ckpt: dict, epochs: int, total: int) -> str | None:
+    """Why a checkpoint's step is not a position in a run of ``total`` steps over ``epochs`` epochs, or None:
+    a step past the end would be taken as a finished run, one off the epochs' grid would replay other batches."""
+    step, per_epoch, sched = ckpt["step"], total // epochs, ckpt.get("scheduler")
+    if step > total:
+        run = f"{total} steps = --epochs {epochs} x {per_epoch} per epoch"
+        return f"its step {step} is past the end of this run ({run})"
+    if abs(ckpt["epoch"] - step / per_epoch) > 1e-6:
+        return f"its step {step} at epoch {ckpt['epoch']:g} does not fit this run's {per_epoch} steps per epoch"
+    if sched is not None and sched["total_steps"] != total:
+        return f"its learning-rate schedule spans {sched['total_steps']} steps, not this run's {total}"
+    return None
+
+
 def load_weights(model, ckpt: dict, path: Path) -> None:
     try:
         model.load_state_dict(ckpt["model"])

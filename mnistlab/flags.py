@@ -7,10 +7,11 @@ dl_main.py, experiment.py, predict.py and demo.py.
 from __future__ import annotations
 
 import argparse
+import math
 import re
 from pathlib import Path
 
-from mnistlab.errors import ProjectError
+from mnistlab.errors import ProjectError, one_line
 from mnistlab.machine import usable_cores
 from mnistlab.paths import BUNDLED, CHECKPOINTS, PLOTS, RESULTS
 from mnistlab.recipes import CLASSICAL, NETWORKS, PREFERRED
@@ -20,26 +21,40 @@ def _bounded(kind, holds, bound: str):
     def check(text: str):
         value = kind(text)
         if not holds(value):  # a comparison with nan is False: nan is rejected too
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
+            raise argparse.ArgumentTypeError(f"must be {bound}, got {one_line(text)}")
+        if kind is float and not math.isfinite(value):  # inf passes "> 0" but is no setting of any model
+            raise argparse.ArgumentTypeError(f"must be a finite number, got {one_line(text)}")
         return value
 
     check.__name__ = kind.__name__  # argparse names it in "invalid int value: 'x'"
     return check
 
 
-def positive(kind):
-    """An argparse type: ``kind(text)`` that must be > 0."""
-    return _bounded(kind, lambda v: v > 0, "> 0")
+def positive(kind, most=None):
+    """An argparse type: ``kind(text)`` that must be > 0 (and at most ``most``: beyond it a typo, not a setting)."""
+    return _bounded(kind, lambda v: 0 < v <= (most or math.inf), "> 0" + _at_most(most))
 
 
-def non_negative(kind):
-    """An argparse type: ``kind(text)`` that must be >= 0."""
-    return _bounded(kind, lambda v: v >= 0, ">= 0")
+def non_negative(kind, most=None):
+    """An argparse type: ``kind(text)`` that must be >= 0 (and at most ``most``)."""
+    return _bounded(kind, lambda v: 0 <= v <= (most or math.inf), ">= 0" + _at_most(most))
+
+
+def _at_most(most) -> str:
+    return "" if most is None else f" and at most {most}"
 
 
 def in_range(kind, low, high):
     """An argparse type: ``kind(text)`` from ``low`` to ``high``."""
     return _bounded(kind, lambda v: low <= v <= high, f"from {low} to {high}")
+
+
+def path_type(text: str) -> Path:
+    """An argparse type for every file and folder flag: an empty (or blank) path would silently mean the
+    current folder, so it is refused."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError(f"an empty path ({text!r}) names no file or folder; for this folder give .")
+    return Path(text)
 
 
 MAX_SEED = 2**32 - 1  # numpy's and torch's generators both take 0 to 2**32 - 1
@@ -66,7 +81,7 @@ def add_data_flags(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--dataset", type=dataset_type, default="mnist", help="dataset prepared under --data-dir (default: mnist)"
     )
-    g.add_argument("--data-dir", type=Path, default=BUNDLED, help="data folder (default: the repo's data/)")
+    g.add_argument("--data-dir", type=path_type, default=BUNDLED, help="data folder (default: the repo's data/)")
     g.add_argument("--train-size", type=positive(int), help="train on the first N training images (default: all)")
     g.add_argument(
         "--val-size",
@@ -94,11 +109,14 @@ def add_run_flags(p: argparse.ArgumentParser, checkpoints: bool = True) -> None:
 
 
 def add_output_flags(g, checkpoints: bool = True) -> None:
-    g.add_argument("--results-dir", type=Path, default=RESULTS, help="run records (default: the repo's results/)")
-    g.add_argument("--plots-dir", type=Path, default=PLOTS, help="figures (default: the repo's plots/)")
+    g.add_argument("--results-dir", type=path_type, default=RESULTS, help="run records (default: the repo's results/)")
+    g.add_argument("--plots-dir", type=path_type, default=PLOTS, help="figures (default: the repo's plots/)")
     if checkpoints:
         g.add_argument(
-            "--checkpoint-dir", type=Path, default=CHECKPOINTS, help="saved models (default: the repo's checkpoints/)"
+            "--checkpoint-dir",
+            type=path_type,
+            default=CHECKPOINTS,
+            help="saved models (default: the repo's checkpoints/)",
         )
 
 
@@ -131,7 +149,9 @@ def explicit_flags(parser: argparse.ArgumentParser, args: argparse.Namespace) ->
 def add_model_flags(p) -> None:
     """--checkpoint FILE, --model M [--recipe R], or --all; with --checkpoint-dir, --dataset and --device."""
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--checkpoint", type=Path, help="a saved model file (.pt network or .skops classical model)")
+    which.add_argument(
+        "--checkpoint", type=path_type, help="a saved model file (.pt network or .skops classical model)"
+    )
     which.add_argument("--model", choices=NETWORKS + CLASSICAL, help="which model (default: cnn)")
     which.add_argument("--all", action="store_true", help="every trained model, side by side")
     p.add_argument(
@@ -141,7 +161,7 @@ def add_model_flags(p) -> None:
     )
     p.add_argument(
         "--checkpoint-dir",
-        type=Path,
+        type=path_type,
         default=CHECKPOINTS,
         help="where the models are (default: checkpoints/ beside this script)",
     )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import statistics
 from pathlib import Path
 
+from mnistlab.errors import one_line
+
 # Flags that say where or how to run, not what is trained: they never change a run's name (or its results).
 RUNTIME = {
     "device",
@@ -83,4 +85,4 @@ def summarize_seeds(runs: list[dict]) -> dict:
 
 
 def print_config(config: dict) -> None:
-    print("config: " + " ".join(f"{k}={v}" for k, v in config.items()))
+    print("config: " + one_line(" ".join(f"{k}={v}" for k, v in config.items())))  # a path may hold a newline

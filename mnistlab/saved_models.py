@@ -27,7 +27,7 @@ import numpy as np
 import skops.io as sio
 
 from mnistlab.datasets import SIDE
-from mnistlab.errors import ProjectError
+from mnistlab.errors import ProjectError, one_line
 from mnistlab.files import atomic_path, is_regular, jsonable, read_bytes
 from mnistlab.paths import CHECKPOINTS
 from mnistlab.recipes import BENCHMARK_ONLY, CLASSICAL, NETWORKS, PREFERRED
@@ -297,7 +297,7 @@ def find_models(checkpoint_dir=CHECKPOINTS, dataset: str = "mnist", device: str 
         try:
             predictors.append(load_predictor(path, device))
         except ProjectError as exc:
-            print(f"note: {exc}; the other models are used", file=sys.stderr)
+            print(f"note: {one_line(exc)}; the other models are used", file=sys.stderr)
     return predictors, missing
 
 
@@ -343,5 +343,5 @@ def chosen_models(args, prog: str) -> list:
         )
     if missing:
         hints = "; ".join(f"{model}: {command}" for model, command in missing)
-        print(f"{prog}: note: not trained yet, so not shown: {hints}", file=sys.stderr)
+        print(f"{prog}: note: not trained yet, so not shown: {one_line(hints)}", file=sys.stderr)
     return predictors

@@ -103,6 +103,7 @@ def test_refit_puts_the_ink_in_the_20px_box_like_to_mnist():
     assert torch.equal(augment.refit(torch.zeros(1, 1, 28, 28)), torch.zeros(1, 1, 28, 28))  # no ink: unchanged
 
 
+@pytest.mark.slow
 def test_drawn_sets_are_deterministic_with_the_right_sizes(monkeypatch):
     monkeypatch.setattr(handwriting, "FONT_VARIANTS", 1)
     monkeypatch.setattr(handwriting, "STROKE_VARIANTS", 4)
@@ -119,6 +120,7 @@ def test_drawn_sets_are_deterministic_with_the_right_sizes(monkeypatch):
     assert x1[:, :, :2].max() == 0 and x1[:, 12:16, 12:16].mean() > 0
 
 
+@pytest.mark.slow
 def test_uci_digits_are_the_sklearn_ones_through_to_mnist():
     from sklearn.datasets import load_digits
 
@@ -129,6 +131,7 @@ def test_uci_digits_are_the_sklearn_ones_through_to_mnist():
     assert not np.array_equal(x, xn)
 
 
+@pytest.mark.slow
 def test_cli_measures_every_model_side_by_side(full_mnist, tmp_path, monkeypatch, capsys):
     """A network trained with the handwriting recipe and a classical model, measured with --all."""
     out, data = tmp_path / "out", full_mnist[0]
@@ -191,6 +194,26 @@ def test_cli_measures_every_model_side_by_side(full_mnist, tmp_path, monkeypatch
         "| knn-paper",
     }
     assert f"{100 * uci['accuracy']:.2f}%" in rows[2] + rows[3]
+
+
+@pytest.mark.slow
+def test_a_classical_models_record_says_what_it_saw(full_mnist, tmp_path):
+    """ml_main saves what a model sees (the tuned knn: HOG of deskewed digits) in the model file; handwriting.py
+    copies it into its record, where report.py's paragraph on other writers' digits finds it."""
+    import ml_main
+    import report
+
+    dirs = [f"--{name}-dir={tmp_path / name}" for name in ("data", "results", "plots", "checkpoint")]
+    dirs[0] = f"--data-dir={full_mnist[0]}"
+    assert ml_main.main(["--algo", "knn", "--train-size", "300", "--test-size", "50", "--threads", "1", *dirs]) == 0
+    (saved,) = (tmp_path / "checkpoint" / "mnist").glob("knn-tuned-*.skops")
+    argv = ["--checkpoint", saved, "--sets", ",".join(report.UCI_SETS), "--results-dir", tmp_path / "results"]
+    assert handwriting.main([str(a) for a in argv]) == 0
+    record = json.loads((tmp_path / "results" / "mnist" / "handwriting" / f"{saved.stem}.json").read_text())
+    assert (record["features"], record["deskew"]) == ("hog", True)
+    (score,) = report.load_handwriting(tmp_path / "results" / "mnist", [])  # no test-set record to fall back on
+    mean = np.mean([record["sets"][name]["accuracy"] for name in report.UCI_SETS])
+    assert (score.name, score.kind, score.accuracy) == (saved.stem, "HOG", pytest.approx(mean))
 
 
 def test_cli_rejects_unknown_sets_and_missing_checkpoints(tmp_path, capsys):

@@ -372,3 +372,152 @@ def test_a_finished_network_with_odd_weights_or_class_names_is_refused(tmp_path,
     torch.save(c, path)
     with pytest.raises(ProjectError, match=why):  # before: complex weights cast silently; 10 MB printed per answer
         checkpoints.load_model(path)
+
+
+# ---------------------------------------------------------------- flags.py: sizes bounded, paths never empty
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--algo", "dt", "--max-depth", str(10**20)], "--max-depth: must be >= 0 and at most 10000"),  # OverflowError
+        (["--algo", "rf", "--max-depth", str(10**20)], "--max-depth: must be >= 0 and at most 10000"),
+        (["--algo", "sk-mlp", "--hidden-size", str(10**12)], "--hidden-size: must be > 0 and at most 10000"),
+        (["--algo", "rf", "--n-estimators", str(10**8)], "--n-estimators: must be > 0 and at most 5000"),  # days
+        (["--algo", "dt", "--min-samples-leaf", str(10**20)], "--min-samples-leaf: must be > 0 and at most 1000000"),
+        (["--algo", "logreg", "--max-iter", str(10**20)], "--max-iter: must be > 0 and at most 100000"),
+        (["--algo", "knn", "--p", "1e300"], "--p: must be > 0 and at most 10"),  # every distance inf: one class
+        (["--algo", "logreg", "--tol", "1e300"], "--tol: must be > 0 and at most 1"),  # stops at once: one class
+        (["--algo", "svm", "--C", "inf"], "--C: must be a finite number, got inf"),
+        (["--algo", "svm", "--gamma", "inf"], "--gamma: must be a finite number, got inf"),
+        (["--algo", "gb", "--lr", "inf"], "--lr: must be a finite number, got inf"),
+        (["--algo", "svm", "--cache-mb", "1e300"], "--cache-mb: must be > 0 and at most 1000000"),
+    ],
+)
+def test_absurd_model_sizes_are_refused_by_argparse(argv, message, tmp_path, capsys):
+    import ml_main
+
+    with pytest.raises(SystemExit) as exit_:  # no data there: had argparse taken it, no fit would start
+        ml_main.main([*argv, "--data-dir", str(tmp_path / "none")])
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert exit_.value.code == 2 and len(errors) == 1 and message in errors[0], errors
+
+
+def script_parsers() -> dict:
+    """Each script's command-line parsing alone: a flag taken there would start no work in this test."""
+    import bench
+    import data_prep
+    import demo
+    import dl_main
+    import ml_main
+    import predict
+
+    parsers = {"bench": bench.parse_args, "data_prep": data_prep.parse_args, "demo": demo.parse_args}
+    parsers.update(experiment=experiment.parse_args, handwriting=handwriting.parse_args, report=report.parse_args)
+    parsers.update(dl_main=lambda a: dl_main.build_parser().parse_args(a), predict=predict.parse_args)
+    return {**parsers, "ml_main": lambda a: ml_main.build_parser().parse_args(a)}
+
+
+@pytest.mark.parametrize(
+    "script, argv",
+    [
+        *[("ml_main", [flag, ""]) for flag in ("--results-dir", "--plots-dir", "--checkpoint-dir", "--data-dir")],
+        *[("dl_main", [flag, ""]) for flag in ("--results-dir", "--plots-dir", "--checkpoint-dir", "--data-dir")],
+        *[("data_prep", [flag, ""]) for flag in ("--source", "--data-dir", "--plots-dir")],
+        ("predict", [""]),  # before: "." named as the problem
+        ("predict", ["x.png", "--checkpoint", ""]),
+        ("predict", ["x.png", "--checkpoint-dir", ""]),
+        ("predict", ["x.png", "--save-inputs", " "]),
+        ("demo", ["--checkpoint-dir", ""]),
+        ("demo", ["--screenshot", ""]),
+        ("report", ["--data-dir", ""]),
+        ("report", ["--results-dir", ""]),
+        ("handwriting", ["--results-dir", ""]),
+        ("handwriting", ["--checkpoint-dir", ""]),
+        ("bench", ["--results-dir", ""]),
+        ("bench", ["--data-dir", ""]),
+        ("experiment", ["--source", ""]),
+        ("experiment", ["--results-dir", ""]),
+    ],
+)
+def test_an_empty_path_is_refused_not_taken_as_this_folder(script, argv, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        script_parsers()[script](argv)
+    errors = [line for line in capsys.readouterr().err.splitlines() if "error" in line]
+    assert exit_.value.code == 2 and len(errors) == 1, errors
+    assert "an empty path" in errors[0] and "names no file or folder" in errors[0] and "'.'" not in errors[0]
+
+
+@pytest.mark.parametrize("script", ["dl_main", "ml_main", "data_prep", "predict", "demo", "handwriting", "report"])
+def test_ctrl_c_while_a_script_imports_its_libraries_is_one_line(script):
+    """Ctrl-C arrives while torch (or numpy, scikit-learn, Pillow) is importing: the first import of one of them
+    raises it, as the signal would; the hook must be in place before, whatever the script imports first."""
+    code = (
+        "import runpy, sys\n"
+        "class Interrupt:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] in {'torch', 'numpy', 'sklearn', 'PIL', 'tqdm', 'scipy'}:\n"
+        "            raise KeyboardInterrupt\n"
+        "sys.meta_path.insert(0, Interrupt())\n"
+        f"sys.argv = ['{script}.py', '--help']\n"
+        f"runpy.run_path('{script}.py', run_name='__main__')\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert run.returncode in (130, -2) and "Traceback" not in run.stderr, run.stderr[-500:]
+    assert run.stderr.strip() == f"{script}.py: interrupted (Ctrl-C) while starting; nothing was written"
+
+
+# ---------------------------------------------------------------- dl_main.py: a resumed step must be in the run
+def test_a_progress_step_past_the_end_of_the_run_is_refused(tiny, tmp_path, capsys):
+    """A progress checkpoint whose step 10**9 (at epoch 1 of 1) is self-consistent: before, --resume took it for
+    a finished run, wrote a record and promoted the step-1 weights to the final model."""
+    import dl_main
+
+    out = ["--results-dir", tmp_path / "r", "--plots-dir", tmp_path / "p", "--checkpoint-dir", tmp_path / "c"]
+    argv = [str(a) for a in ["--model", "mlp", "--dataset", "t", "--data-dir", tiny[1], "--epochs", 1, *out]]
+    argv += ["--batch-size", "8", "--hidden-size", "16", "--device", "cpu", "--threads", "1"]
+    assert dl_main.main([*argv, "--stop-after", "1"]) == 0
+    (progress,) = (tmp_path / "c").rglob("*.progress.pt")
+    ckpt = torch.load(progress, weights_only=True)
+    assert ckpt["step"] == 1 and ckpt["epoch"] == 0.25  # 30 images in batches of 8: 4 steps
+    torch.save({**ckpt, "step": 10**9, "epoch": 1.0}, progress)
+    capsys.readouterr()
+    assert dl_main.main([*argv, "--resume"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (
+        f"dl_main: error: {progress} cannot be resumed: its step 1000000000 is past the end of this run "
+        "(4 steps = --epochs 1 x 4 per epoch); start afresh without --resume"
+    )
+    assert not list((tmp_path / "r").rglob("*.json")) and not list((tmp_path / "c").rglob("*-*[!s].pt"))
+
+
+def test_a_resumed_position_must_fit_the_runs_epochs_and_schedule():
+    ckpt = {"step": 6, "epoch": 1.5, "scheduler": None}
+    assert checkpoints.position_problem(ckpt, 2, 8) is None  # 4 steps per epoch: step 6 is epoch 1.5
+    assert "past the end of this run (4 steps = --epochs 1 x 4 per epoch)" in checkpoints.position_problem(ckpt, 1, 4)
+    assert "does not fit this run's 3 steps per epoch" in checkpoints.position_problem(ckpt, 2, 6)
+    sched = {**ckpt, "scheduler": {"total_steps": 10**6, "last_epoch": 6}}
+    assert "schedule spans 1000000 steps, not this run's 8" in checkpoints.position_problem(sched, 2, 8)
+
+
+# ---------------------------------------------------------------- predict.py: one line per image, whatever its name
+def test_control_characters_in_image_names_stay_on_their_line(tmp_path, capsys):
+    """A newline in a file name split an answer over two lines; a terminal escape recoloured the terminal."""
+    from PIL import Image
+
+    import predict
+    from model_files import write_network
+
+    write_network(tmp_path / "mnist" / "mlp-fast.pt", model="mlp")
+    stroke = np.zeros((60, 60), np.uint8)
+    stroke[10:50, 27:33] = 255
+    names = [tmp_path / "a\nb.png", tmp_path / "c\r\x1b[31m.png", tmp_path / "tab\t.png"]
+    for path in names:
+        Image.fromarray(stroke).save(path, format="PNG")
+    shown = ["a\\nb.png", "c\\r\\x1b[31m.png", "tab\\t.png"]
+    for extra in (["--model", "mlp"], ["--all"], ["--model", "mlp", "--number"]):
+        code = predict.main([*map(str, names), str(tmp_path / "gone\n.png"), "--checkpoint-dir", str(tmp_path), *extra])
+        out, err = capsys.readouterr()
+        rows = out.splitlines()[1:] if extra == ["--all"] else out.splitlines()  # --all: a header row first
+        errors = [line for line in err.splitlines() if "error" in line]
+        assert code == 1 and len(rows) == 3 and errors == [f"predict.py: error: {tmp_path}/gone\\n.png: no such file"]
+        assert all(name in row for name, row in zip(shown, rows, strict=True)), rows
+        assert not any(c in out for c in "\r\x1b\t"), out

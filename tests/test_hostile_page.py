@@ -8,6 +8,7 @@ import concurrent.futures
 import http.client
 import json
 import socket
+import struct
 import threading
 import time
 
@@ -192,3 +193,98 @@ def test_a_classroom_at_once(page):
         answers = [future.result(timeout=60) for future in [pool.submit(one, job) for job in jobs]]
     assert all(answers), f"{answers.count(False)} of {len(jobs)} requests failed"
     assert time.monotonic() - began < 30
+
+
+# ---------------------------------------------------------------- slow and lying clients
+def open_upload(server, sent: bytes, length: int) -> socket.socket:
+    """A POST that declares ``length`` bytes and sends only ``sent`` of them, left open."""
+    sock = socket.create_connection(server.server_address[:2], timeout=10)
+    host = f"127.0.0.1:{server.server_address[1]}"
+    head = f"POST /api/predict HTTP/1.1\r\nHost: {host}\r\nContent-Type: image/png\r\nContent-Length: {length}\r\n\r\n"
+    sock.sendall(head.encode() + sent)
+    return sock
+
+
+def reply_of(sock: socket.socket) -> bytes:
+    """Everything the server sends until it closes (a socket.timeout fails the test: the server held on)."""
+    return b"".join(iter(lambda: sock.recv(65536), b""))
+
+
+def test_slow_uploads_hold_no_slot(page, monkeypatch):
+    """More slow uploads than slots: the others' uploads are answered at once (the slot is taken once the body
+    is in, not before it is read)."""
+    monkeypatch.setattr(demo, "ADMISSION_SECONDS", 1.0)  # before: every slot held, a 503 after it
+    slow = [open_upload(page, b"\x89PNG", 40_000) for _ in range(demo.UPLOAD_SLOTS + 2)]
+    try:
+        time.sleep(0.2)  # their headers are read and they wait for their bodies
+        began = time.monotonic()
+        assert call(page, "POST", "/api/predict", stroke_png(), IMAGE)[0] == 200
+        assert call(page, "GET", "/api/models")[0] == 200 and time.monotonic() - began < 1.0
+    finally:
+        for sock in slow:
+            sock.close()
+
+
+def test_a_stalled_body_gets_408(page, monkeypatch):
+    monkeypatch.setattr(demo, "BODY_SECONDS", 0.5)
+    began = time.monotonic()
+    with open_upload(page, b"\x89PNG", 1000) as sock:  # 4 of 1000 bytes, then nothing
+        assert call(page, "GET", "/api/models")[0] == 200  # others are served meanwhile
+        head, _, body = reply_of(sock).partition(b"\r\n\r\n")
+    assert head.split()[1] == b"408" and "4 of its 1000 bytes" in error_of(body)  # before: dropped, no answer
+    assert time.monotonic() - began < 3
+
+
+def test_headers_sent_a_byte_at_a_time_get_408(page, monkeypatch):
+    """A client that trickles its headers (each read within the socket timeout) is cut off at HEAD_SECONDS."""
+    monkeypatch.setattr(demo, "HEAD_SECONDS", 0.5, raising=False)  # before: none
+    began = time.monotonic()
+    with socket.create_connection(page.server_address[:2], timeout=3) as sock:
+        sock.sendall(f"GET /api/models HTTP/1.1\r\nHost: 127.0.0.1:{page.server_address[1]}\r\n".encode())
+        try:
+            for _ in range(30):  # before: held for as long as the client kept trickling
+                sock.sendall(b"X-Slow: 1\r\n")
+                time.sleep(0.1)
+        except OSError:
+            pass  # the server closed it: what is wanted
+        assert call(page, "GET", "/api/models")[0] == 200
+        head = reply_of(sock).partition(b"\r\n\r\n")[0]
+    assert head.split()[1] == b"408" and time.monotonic() - began < 3.5
+
+
+def test_an_idle_connection_is_closed(page, monkeypatch):
+    monkeypatch.setattr(demo, "HEAD_SECONDS", 0.5, raising=False)  # before: none
+    with socket.create_connection(page.server_address[:2], timeout=3) as sock:
+        assert reply_of(sock) == b""  # closed without an answer: it had asked nothing
+
+
+@pytest.mark.parametrize(
+    "lengths",
+    [["+{n}"], ["{n}_0"], ["-{n}"], ["0x{n}"], ["{n}.0"], ["{n}, {n}"], ["{n}", "{n}"], ["{n}", "7"], [""], ["1e3"]],
+)
+def test_a_content_length_must_be_one_plain_number(page, lengths):
+    """Python's int() takes "+5", "5_0" and " 5 "; a second Content-Length could mean another body to a proxy."""
+    image = stroke_png()
+    head = f"POST /api/predict HTTP/1.1\r\nHost: 127.0.0.1:{page.server_address[1]}\r\nContent-Type: image/png\r\n"
+    head += "".join(f"Content-Length: {value.format(n=len(image))}\r\n" for value in lengths)
+    reply_head, body = raw(page, head.encode() + b"Connection: close\r\n\r\n" + image)
+    assert reply_head.split()[1] == b"400" and "content-length" in error_of(body).lower(), (lengths, body)
+    assert call(page, "POST", "/api/predict", image, IMAGE)[0] == 200
+
+
+def test_a_client_that_resets_mid_request_leaves_no_traceback(page, capsys):
+    """socketserver printed a traceback for a connection reset while the headers (or a body) were being read."""
+    host = f"Host: 127.0.0.1:{page.server_address[1]}\r\n".encode()
+    for request in (b"GET / HTTP/1.1\r\n" + host, b"POST /api/predict HTTP/1.1\r\n" + host + b"Content-Length: 99\r\n"):
+        sock = socket.create_connection(page.server_address[:2], timeout=10)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close sends a reset
+        sock.sendall(request)
+        time.sleep(0.1)
+        sock.close()
+    time.sleep(0.2)
+    assert call(page, "GET", "/api/models")[0] == 200 and "Traceback" not in capsys.readouterr().err
+
+
+def test_a_refused_http_version_still_gets_a_status_line(page):
+    head, body = raw(page, b"GET / HTTP/2.0\r\nHost: 127.0.0.1:%d\r\n\r\n" % page.server_address[1])
+    assert head.startswith(b"HTTP/1.") and head.split()[1] == b"505" and "HTTP version" in error_of(body)
