@@ -2,7 +2,7 @@
 scikit-learn-intelex (``--engine sklearnex``) on the full split, so that the engine's speed-up and any change of
 accuracy are measured side by side; the published SVC() on the first 10000 training images; the deskew's cost.
 
-With ``--quick`` (the suite's own test) every row runs on 2000 training and 500 test images.
+With ``--quick`` (the suite's own test) every row runs on 500 training and 200 test images.
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def engines(data: dict, common: dict, engines_available: bool) -> list[dict]:
 
 def run(args) -> list[dict]:
     quick = getattr(args, "quick", False)
-    sizes = {"train_size": 2000, "test_size": 500} if quick else {}
+    sizes = {"train_size": 500, "test_size": 200} if quick else {}
     common = {"data_dir": args.data_dir, **sizes}
     data = load_splits({"dataset": "mnist", **common})
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import os
 import struct
@@ -46,13 +47,42 @@ def pytest_sessionfinish(session, exitstatus):
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 
 
+# Module and session fixtures that train or run many models: every test that takes one is slow.
+SLOW_FIXTURES = ("all_runs", "fashion_run", "fashion", "trained")  # test_ml, test_experiment, test_fashion, test_demo
+
+
+def pytest_collection_modifyitems(config, items):
+    """Marks every test taking one of SLOW_FIXTURES slow. Then orders the files: those holding slow or browser
+    tests first, the files of fewest tests first among them, then the others; each file's tests keep their order.
+
+    Why: under the README's ``--dist loadfile`` a file is one unit of work for one worker, handed out in this
+    order (pytest_configure keeps pytest-xdist from re-sorting it by test count, which would hand out the files
+    of one long test last). A file of one long test cannot be shared out, so it starts first; the many quick
+    files then fill in, and both workers finish together.
+    """
+    files: dict[str, list] = {}
+    for item in items:
+        if set(getattr(item, "fixturenames", ())) & set(SLOW_FIXTURES):
+            item.add_marker(pytest.mark.slow)
+        files.setdefault(item.nodeid.split("::")[0], []).append(item)
+
+    def heavy(tests) -> bool:
+        return any(t.get_closest_marker("slow") or t.get_closest_marker("browser") for t in tests)
+
+    order = sorted(files.values(), key=lambda tests: (0, len(tests)) if heavy(tests) else (1, 0))
+    items[:] = [item for tests in order for item in tests]
+
+
 def pytest_configure(config):
-    """Under pytest-xdist (``-n``), give each worker its own share of the cores.
+    """Under pytest-xdist (``-n``), keep the order of pytest_collection_modifyitems and give each worker its own
+    share of the cores.
 
     Why: every worker's torch, OpenMP and scikit-learn threads would otherwise use all cores, and the
     oversubscribed workers run slower together than one alone. The scripts size their threads from the
     usable cores (utils.usable_cores), so pinning the process is enough.
     """
+    if hasattr(config.option, "loadscopereorder"):  # pytest-xdist >= 3.6 re-sorts --dist loadfile by test count
+        config.option.loadscopereorder = False
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if worker and count > 1 and hasattr(os, "sched_setaffinity"):
         cores = sorted(os.sched_getaffinity(0))
@@ -81,20 +111,50 @@ def write_source(folder: Path, arrays: dict, gz: bool = True) -> Path:
     return folder
 
 
-@pytest.fixture(scope="session")
-def full_mnist(tmp_path_factory):
-    """The bundled MNIST prepared (without the large JSON files) into a temporary data dir, once per test run:
-    under pytest-xdist the workers share it, the first one builds it and the others wait, then reuse it (read
-    only: no test writes into it)."""
+@contextlib.contextmanager
+def shared(tmp_path_factory, name: str):
+    """The path ``name`` in the test run's own folder, held under a lock: under pytest-xdist the workers share it,
+    the first one builds it and the others wait, then reuse it (read only: no test writes into it)."""
     root = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER") and fcntl:
         root = root.parent  # the run's folder, shared by its workers (with a lock; without one, each its own)
-    data_dir = root / "shared-mnist"
-    with open(root / "shared-mnist.lock", "w") as lock:
+    with open(root / f"{name}.lock", "w") as lock:
         if fcntl:
             fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        yield root / name
+
+
+@pytest.fixture(scope="session")
+def full_mnist(tmp_path_factory):
+    """The bundled MNIST prepared (without the large JSON files) into a temporary data dir, once per test run and
+    shared by the workers."""
+    with shared(tmp_path_factory, "shared-mnist") as data_dir:
         manifest = prepare("mnist", data_dir=data_dir, plots_dir=data_dir, write_json_files=False, quiet=True)
     return data_dir, manifest
+
+
+@pytest.fixture(scope="session")
+def svm_paper_file(tmp_path_factory, full_mnist) -> Path:
+    """svm-paper.skops: the published SVC() fitted on the first 3000 training images and saved as ml_main.py saves
+    it, once per test run and shared by the workers (read only: tests copy it into their checkpoint folders)."""
+    from mnistlab.data import load_split
+    from mnistlab.saved_models import save_classical
+    from model_files import DIGITS, fit_pipeline
+
+    with shared(tmp_path_factory, "shared-svm-paper.skops") as path:
+        if not path.is_file():
+            x, y = load_split("train", data_dir=full_mnist[0], size=3000)
+            meta = {"model": "svm", "recipe": "paper", "classes": DIGITS}
+            save_classical(fit_pipeline("svm", x, y), path, meta, x[:50])  # written atomically
+    return path
+
+
+def copy_svm_paper(svm_paper_file: Path, checkpoint_dir: Path) -> Path:
+    """The shared svm-paper.skops, copied into ``checkpoint_dir``/mnist/ under its own name."""
+    target = checkpoint_dir / "mnist" / "svm-paper.skops"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_bytes(svm_paper_file.read_bytes())
+    return target
 
 
 @pytest.fixture(scope="session")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import shutil
 from pathlib import Path
 from urllib.error import URLError
 
@@ -29,6 +30,20 @@ def run_cli(capsys, *args):
     code = main([str(a) for a in args])
     out, err = capsys.readouterr()
     return code, out, err
+
+
+@pytest.fixture(scope="module")
+def prepared_tiny(tmp_path_factory, small_arrays) -> Path:
+    """A data folder with the small slice prepared as dataset "tiny" without JSON files, built once per module."""
+    root = tmp_path_factory.mktemp("prepared-tiny")
+    source = write_source(root / "src", small_arrays)
+    prepare("tiny", source=source, data_dir=root / "data", plots_dir=root, write_json_files=False, quiet=True)
+    return root / "data"
+
+
+def copy_of(prepared: Path, tmp_path: Path) -> Path:
+    """A private copy of a prepared data folder, for a test to damage."""
+    return Path(shutil.copytree(prepared, tmp_path / "data"))
 
 
 def assert_clean_failure(code, err, *phrases):
@@ -65,6 +80,7 @@ def test_checksum_mismatch_is_reported(bundled_copy, tmp_path, capsys):
 
 
 # ---------------------------------------------------------------- outputs
+@pytest.mark.slow
 def test_json_format_and_round_trip(small_source, tmp_path):
     data_dir = tmp_path / "data"
     manifest = prepare("tiny", source=small_source, data_dir=data_dir, plots_dir=tmp_path, quiet=True)
@@ -106,6 +122,7 @@ def test_subset_selection(full_mnist):
 
 
 # ---------------------------------------------------------------- idempotency and atomicity
+@pytest.mark.slow
 def test_second_run_reuses_and_force_rebuilds(small_source, tmp_path, capsys):
     args = ("--source", small_source, "--dataset", "tiny", "--data-dir", tmp_path / "d", "--plots-dir", tmp_path)
     assert run_cli(capsys, *args)[0] == 0
@@ -122,6 +139,7 @@ def test_second_run_reuses_and_force_rebuilds(small_source, tmp_path, capsys):
     assert len(read_json_split(tmp_path / "d" / "tiny" / "test.json")[1]) == SMALL_TEST
 
 
+@pytest.mark.slow
 def test_interrupted_write_leaves_no_trusted_output(small_source, tmp_path, monkeypatch, capsys):
     calls = {"n": 0}
     real_dumps = json.dumps
@@ -213,14 +231,15 @@ def test_malformed_json(tmp_path, content):
         read_json_split(path)
 
 
-def test_malformed_cache(small_source, tmp_path):
-    prepare("tiny", source=small_source, data_dir=tmp_path, plots_dir=tmp_path, write_json_files=False, quiet=True)
-    cache = tmp_path / "tiny" / "cache.npz"
+def test_malformed_cache(prepared_tiny, tmp_path):
+    data_dir = copy_of(prepared_tiny, tmp_path)
+    cache = data_dir / "tiny" / "cache.npz"
     cache.write_bytes(cache.read_bytes()[:1000])
     with pytest.raises(ProjectError, match="differs from what data_prep.py recorded.*--force"):
-        load_split("train", dataset="tiny", data_dir=tmp_path)
+        load_split("train", dataset="tiny", data_dir=data_dir)
 
 
+@pytest.mark.slow
 def test_json_written_after_a_no_json_build(small_source, tmp_path):
     prepare("tiny", source=small_source, data_dir=tmp_path, plots_dir=tmp_path, write_json_files=False, quiet=True)
     assert not (tmp_path / "tiny" / "train.json").exists()
@@ -269,15 +288,16 @@ def tamper(npz_path, change):
         lambda a: a.update(x_train=a["x_test"], y_train=a["y_test"], x_test=a["x_train"], y_test=a["y_train"]),
     ],
 )
-def test_tampered_cache_is_refused(small_source, tmp_path, change):
-    prepare("tiny", source=small_source, data_dir=tmp_path, plots_dir=tmp_path, write_json_files=False, quiet=True)
-    good = load_split("train", "tiny", tmp_path)
-    tamper(tmp_path / "tiny" / "cache.npz", change)
+def test_tampered_cache_is_refused(prepared_tiny, tmp_path, change):
+    data_dir = copy_of(prepared_tiny, tmp_path)
+    good = load_split("train", "tiny", data_dir)
+    tamper(data_dir / "tiny" / "cache.npz", change)
     with pytest.raises(ProjectError, match="differs from what data_prep.py recorded"):
-        load_split("train", "tiny", tmp_path)  # not a bundled dataset: refused with one line
+        load_split("train", "tiny", data_dir)  # not a bundled dataset: refused with one line
     assert good[0].shape[1:] == (28, 28)
 
 
+@pytest.mark.slow
 def test_tampered_bundled_cache_is_rebuilt(bundled_copy, tmp_path, monkeypatch, capsys):
     monkeypatch.setattr("mnistlab.cache.BUNDLED", bundled_copy)
     x, y = load_split("test", data_dir=bundled_copy, size=100)  # built on first use
@@ -299,6 +319,7 @@ def test_swapped_known_files_are_refused(tmp_path, capsys):
     assert not (tmp_path / "d" / "mnist" / "cache.npz").exists()
 
 
+@pytest.mark.slow
 def test_killed_build_leaves_nothing_behind(small_source, tmp_path, capsys):
     out = tmp_path / "d" / "tiny"
     out.mkdir(parents=True)

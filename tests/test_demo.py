@@ -21,9 +21,8 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 import demo
+from conftest import copy_svm_paper
 from mnistlab.data import load_split
-from mnistlab.saved_models import save_classical
-from model_files import DIGITS, fit_pipeline
 
 SECRETS = (b"ThreadingHTTPServer", b"# Handwritten digits", b"root:")  # from demo.py, README.md, /etc/passwd
 
@@ -219,7 +218,7 @@ def mnist_dir(full_mnist):
 
 
 @pytest.fixture(scope="session")
-def trained(tmp_path_factory, mnist_dir):
+def trained(tmp_path_factory, mnist_dir, svm_paper_file):
     """A small but real CNN (fast recipe, half width, 1 epoch of 10000 images in batches of 64: about 97%) and an
     SVM at the published settings fitted on 3000 images: one model of each family, as the page shows them.
 
@@ -235,9 +234,7 @@ def trained(tmp_path_factory, mnist_dir):
     assert dl_main.main(["--model", "cnn", *flags, *paths, "--plots-dir", str(out)]) == 0
     (cnn,) = (root / "mnist").glob("cnn-fast-*.pt")  # named by its explicit settings; the page loads <model>-<recipe>
     cnn.rename(root / "mnist" / "cnn-fast.pt")
-    x, y = load_split("train", data_dir=mnist_dir, size=3000)
-    meta = {"model": "svm", "recipe": "paper", "classes": DIGITS}
-    save_classical(fit_pipeline("svm", x, y), root / "mnist" / "svm-paper.skops", meta, x[:50])
+    copy_svm_paper(svm_paper_file, root)
     return root
 
 
@@ -267,6 +264,13 @@ def browser():  # so a missing browser skips before ten seconds of training
     pw.stop()
 
 
+@pytest.fixture(scope="module")
+def served(trained):
+    """One server of the trained models for the page's tests (each opens a page of its own)."""
+    with serving(trained) as server:
+        yield server
+
+
 def check_answers(page, networks: list[str], digit: str) -> None:
     assert page.locator("#error").is_hidden()
     for name in networks:
@@ -280,101 +284,103 @@ def check_answers(page, networks: list[str], digit: str) -> None:
     assert max(pixels[0::4]) > 128, "the 28x28 input is not shown"
 
 
-def test_drawn_and_uploaded_digits_are_recognised(browser, trained, mnist_dir):
+@pytest.mark.browser
+def test_drawn_and_uploaded_digits_are_recognised(browser, served, mnist_dir):
     from mnistlab.browser import STROKES, draw_digit, open_page, sent_count, wait_for_answer
 
-    with serving(trained) as server:
-        info = json.loads(call(server, "GET", "/api/models")[2])
-        networks = [m["name"] for m in info["models"] if m["family"] == "network"]
-        assert networks == ["cnn-fast"] and [m["name"] for m in info["models"]] == ["cnn-fast", "svm-paper"], info
-        page = open_page(browser, server.url)
-        for m in info["missing"]:
-            assert page.locator(f'#missing li[data-model="{m["name"]}"] code').text_content() == m["command"]
-        for digit in STROKES:  # 0, 1, 2, 3, 4, 7
-            draw_digit(page, digit)
-            check_answers(page, networks, digit)
-        svm = page.locator('.result[data-model="svm-paper"]')  # no probabilities: scores, labelled as such
-        assert svm.locator(".kind").text_content() == "decision score" and svm.locator(".top li").count() == 3
-        assert re.fullmatch(r"\d", svm.locator(".label").text_content())
+    server = served
+    info = json.loads(call(server, "GET", "/api/models")[2])
+    networks = [m["name"] for m in info["models"] if m["family"] == "network"]
+    assert networks == ["cnn-fast"] and [m["name"] for m in info["models"]] == ["cnn-fast", "svm-paper"], info
+    page = open_page(browser, server.url)
+    for m in info["missing"]:
+        assert page.locator(f'#missing li[data-model="{m["name"]}"] code').text_content() == m["command"]
+    for digit in STROKES:  # 0, 1, 2, 3, 4, 7
+        draw_digit(page, digit)
+        check_answers(page, networks, digit)
+    svm = page.locator('.result[data-model="svm-paper"]')  # no probabilities: scores, labelled as such
+    assert svm.locator(".kind").text_content() == "decision score" and svm.locator(".top li").count() == 3
+    assert re.fullmatch(r"\d", svm.locator(".label").text_content())
 
-        # A photo of a real test digit, dark ink on white paper, uploaded: the same answer as drawn ones.
-        x, y = load_split("test", data_dir=mnist_dir, size=1)
-        photo = png(255 - np.kron(x[0], np.ones((6, 6), dtype=np.uint8)))
-        before = sent_count(page)
-        page.set_input_files("#upload", files=[{"name": "digit.png", "mimeType": "image/png", "buffer": photo}])
-        wait_for_answer(page, before)
-        check_answers(page, networks, str(y[0]))
+    # A photo of a real test digit, dark ink on white paper, uploaded: the same answer as drawn ones.
+    x, y = load_split("test", data_dir=mnist_dir, size=1)
+    photo = png(255 - np.kron(x[0], np.ones((6, 6), dtype=np.uint8)))
+    before = sent_count(page)
+    page.set_input_files("#upload", files=[{"name": "digit.png", "mimeType": "image/png", "buffer": photo}])
+    wait_for_answer(page, before)
+    check_answers(page, networks, str(y[0]))
 
-        before = sent_count(page)
-        page.set_input_files("#upload", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
-        wait_for_answer(page, before)
-        error = page.locator("#error")
-        assert error.is_visible() and "image" in error.text_content().lower()
+    before = sent_count(page)
+    page.set_input_files("#upload", files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello"}])
+    wait_for_answer(page, before)
+    error = page.locator("#error")
+    assert error.is_visible() and "image" in error.text_content().lower()
 
-        assert call(server, "GET", "/api/models")[0] == 200  # the server outlived the bad upload
-        page.set_viewport_size({"width": 360, "height": 740})  # a phone: the pad fits, nothing scrolls sideways
-        assert page.locator("#pad").bounding_box()["width"] <= 336
-        assert page.evaluate("document.documentElement.scrollWidth") <= 360
-        draw_digit(page, "7")
-        check_answers(page, networks, "7")
+    assert call(server, "GET", "/api/models")[0] == 200  # the server outlived the bad upload
+    page.set_viewport_size({"width": 360, "height": 740})  # a phone: the pad fits, nothing scrolls sideways
+    assert page.locator("#pad").bounding_box()["width"] <= 336
+    assert page.evaluate("document.documentElement.scrollWidth") <= 360
+    draw_digit(page, "7")
+    check_answers(page, networks, "7")
 
 
-def test_a_written_number_is_read_by_every_model(browser, trained, mnist_dir):
+@pytest.mark.browser
+def test_a_written_number_is_read_by_every_model(browser, served, mnist_dir):
     from mnistlab.browser import draw_number, open_page, sent_count, wait_for_answer
 
-    with serving(trained) as server:
-        page = open_page(browser, server.url)
-        draw_number(page, "2026")
-        assert page.evaluate("document.body.dataset.mode") == "number" and page.locator("#error").is_hidden()
-        cnn = page.locator('.result[data-model="cnn-fast"]')
-        assert cnn.locator(".label").text_content() == "2026", cnn.inner_text()
-        assert cnn.locator(".digits li").count() == 4 and re.fullmatch(r"\d+\.\d ms", cnn.locator(".ms").text_content())
-        svm = page.locator('.result[data-model="svm-paper"]')
-        assert re.fullmatch(r"\d+", svm.locator(".label").text_content()) and svm.locator(".kind").text_content()
-        assert page.evaluate("document.body.dataset.boxes") == "4"  # the boxes where the digits were found
-        boxes = "document.querySelector('#boxes').getContext('2d')"
-        alpha = page.evaluate(f"Array.from({boxes}.getImageData(0, 0, 840, 280).data).filter((v, i) => i % 4 == 3)")
-        assert sum(a > 0 for a in alpha) > 500
-        assert page.locator("#strip canvas").count() == 4
+    server = served
+    page = open_page(browser, server.url)
+    draw_number(page, "2026")
+    assert page.evaluate("document.body.dataset.mode") == "number" and page.locator("#error").is_hidden()
+    cnn = page.locator('.result[data-model="cnn-fast"]')
+    assert cnn.locator(".label").text_content() == "2026", cnn.inner_text()
+    assert cnn.locator(".digits li").count() == 4 and re.fullmatch(r"\d+\.\d ms", cnn.locator(".ms").text_content())
+    svm = page.locator('.result[data-model="svm-paper"]')
+    assert re.fullmatch(r"\d+", svm.locator(".label").text_content()) and svm.locator(".kind").text_content()
+    assert page.evaluate("document.body.dataset.boxes") == "4"  # the boxes where the digits were found
+    boxes = "document.querySelector('#boxes').getContext('2d')"
+    alpha = page.evaluate(f"Array.from({boxes}.getImageData(0, 0, 840, 280).data).filter((v, i) => i % 4 == 3)")
+    assert sum(a > 0 for a in alpha) > 500
+    assert page.locator("#strip canvas").count() == 4
 
-        # A photo of a number, dark on light paper, uploaded: drawn on the pad and read by every model.
-        before = sent_count(page)
-        photo = number_png("3817", mnist_dir, seed=4)
-        page.set_input_files("#upload", files=[{"name": "number.png", "mimeType": "image/png", "buffer": photo}])
-        wait_for_answer(page, before)
-        assert cnn.locator(".label").text_content() == "3817", cnn.inner_text()
-        assert page.evaluate("document.body.dataset.boxes") == "4"
+    # A photo of a number, dark on light paper, uploaded: drawn on the pad and read by every model.
+    before = sent_count(page)
+    photo = number_png("3817", mnist_dir, seed=4)
+    page.set_input_files("#upload", files=[{"name": "number.png", "mimeType": "image/png", "buffer": photo}])
+    wait_for_answer(page, before)
+    assert cnn.locator(".label").text_content() == "3817", cnn.inner_text()
+    assert page.evaluate("document.body.dataset.boxes") == "4"
 
 
-def test_one_digit_mode_says_when_it_sees_several_or_none(browser, trained):
+@pytest.mark.browser
+def test_one_digit_mode_says_when_it_sees_several_or_none(browser, served):
     from mnistlab.browser import STROKES, open_page, sent_count, wait_for_answer
 
-    with serving(trained) as server:
-        page = open_page(browser, server.url)
-        box = page.locator("#pad").bounding_box()
-        before = sent_count(page)
-        for digit, left in (("7", 0.02), ("4", 0.5)):  # two digits side by side on the square pad
-            for stroke in STROKES[digit]:
-                points = [
-                    (box["x"] + (left + 0.48 * x) * box["width"], box["y"] + y * box["height"]) for x, y in stroke
-                ]
-                page.mouse.move(*points[0])
-                page.mouse.down()
-                for point in points[1:]:
-                    page.mouse.move(*point, steps=6)
-                page.mouse.up()
-        wait_for_answer(page, before)
-        doubt = page.locator("#doubt")
-        assert doubt.is_visible() and "looks like 2 digits" in doubt.text_content(), doubt.text_content()
-        assert page.locator(".result.doubtful").count() == 2
+    server = served
+    page = open_page(browser, server.url)
+    box = page.locator("#pad").bounding_box()
+    before = sent_count(page)
+    for digit, left in (("7", 0.02), ("4", 0.5)):  # two digits side by side on the square pad
+        for stroke in STROKES[digit]:
+            points = [(box["x"] + (left + 0.48 * x) * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+            page.mouse.move(*points[0])
+            page.mouse.down()
+            for point in points[1:]:
+                page.mouse.move(*point, steps=6)
+            page.mouse.up()
+    wait_for_answer(page, before)
+    doubt = page.locator("#doubt")
+    assert doubt.is_visible() and "looks like 2 digits" in doubt.text_content(), doubt.text_content()
+    assert page.locator(".result.doubtful").count() == 2
 
-        page.click("#clear")
-        before = sent_count(page)
-        page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # a tap: a dot
-        wait_for_answer(page, before)
-        assert "does not look like one digit" in doubt.text_content(), page.locator("#error").text_content()
+    page.click("#clear")
+    before = sent_count(page)
+    page.mouse.click(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)  # a tap: a dot
+    wait_for_answer(page, before)
+    assert "does not look like one digit" in doubt.text_content(), page.locator("#error").text_content()
 
 
+@pytest.mark.browser
 def test_screenshot_command(browser, trained, tmp_path):
     path = tmp_path / "shot" / "demo.png"
     argv = ["--port", "0", "--device", "cpu", "--checkpoint-dir", str(trained), "--screenshot", str(path)]
@@ -386,6 +392,7 @@ def test_screenshot_command(browser, trained, tmp_path):
     assert [p.name for p in path.parent.iterdir()] == ["demo.png"]  # no temporary file left behind
 
 
+@pytest.mark.browser
 def test_number_screenshot_command(browser, trained, tmp_path):
     path = tmp_path / "demo_number.png"
     argv = ["--port", "0", "--device", "cpu", "--checkpoint-dir", str(trained), "--screenshot", str(path), "--number"]

@@ -95,6 +95,7 @@ def test_strided_stem_halves_the_image_in_one_convolution():
         build_model("cnn", stem="patch")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name,lr,epochs", [("mlp", 0.1, 3), ("cnn", 0.01, 1)])
 def test_short_training_beats_floor(run, name, lr, epochs):
     code, out = run("--model", name, "--lr", lr, "--epochs", epochs, "--eval-every", 0, train=3000, test=500)
@@ -102,6 +103,7 @@ def test_short_training_beats_floor(run, name, lr, epochs):
     assert result(out, name)["accuracy"] > 0.8  # chance is 0.10
 
 
+@pytest.mark.slow
 def test_log_cadence(run, capsys):
     # 300 images in batches of 10: 30 steps an epoch, 60 in all.
     code, out = run(
@@ -118,6 +120,7 @@ def test_log_cadence(run, capsys):
     assert history["val"] == []
 
 
+@pytest.mark.slow
 def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     code, out = run("--model", "cnn", "--epochs", 1, "--eval-every", 0)
     assert code == 0
@@ -147,6 +150,7 @@ def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     assert rec["loss"] == pytest.approx(F.cross_entropy(logits, torch.from_numpy(y)).item(), rel=1e-4)
 
 
+@pytest.mark.slow
 def test_validation_run_never_touches_the_test_set(run):
     code, out = run("--model", "mlp", "--epochs", 2, "--val-size", 100, "--eval-every", 10, test=None)
     assert code == 0
@@ -156,6 +160,7 @@ def test_validation_run_never_touches_the_test_set(run):
     assert len(rec["history"]["val"]) == 2 and rec["history"]["test"] == []
 
 
+@pytest.mark.slow
 def test_resume_equals_uninterrupted_run(run):
     flags = [
         "--model",
@@ -192,6 +197,7 @@ def test_resume_equals_uninterrupted_run(run):
     assert a["history"] == b["history"]
 
 
+@pytest.mark.slow
 def test_same_seed_same_metrics_other_seed_differs(run):
     records = []
     for folder, seed in (("a", 1), ("b", 1), ("c", 2)):
@@ -210,6 +216,7 @@ def test_seeds_are_merged(run):
     assert ckpt_path(out, "mlp").exists() and only(out / "ckpt" / "mnist", "mlp-*-seed4.pt").exists()
 
 
+@pytest.mark.slow
 def test_resume_keeps_every_seed(run):
     flags = ("--model", "mlp", "--epochs", 1, "--seed", 3, "--seeds", 2)
     code, whole = run(*flags)
@@ -223,6 +230,7 @@ def test_resume_keeps_every_seed(run):
     assert [r["accuracy"] for r in rec["runs"]] == [r["accuracy"] for r in expected["runs"]]
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_curves(run):
     timer = threading.Timer(2.0, os.kill, (os.getpid(), signal.SIGINT))
     timer.start()
@@ -294,6 +302,7 @@ def test_resume_without_checkpoint(run, capsys):
     fails_cleanly(capsys, run("--resume"), "no checkpoint at")
 
 
+@pytest.mark.slow
 def test_wrong_checkpoints(run, capsys, tmp_path):
     code, out = run("--model", "mlp", "--epochs", 1)
     assert code == 0
@@ -337,6 +346,7 @@ class ShellCommand:
         return os.system, (self.command,)
 
 
+@pytest.mark.slow
 def test_nan_weights_never_replace_a_good_checkpoint(run, capsys):
     code, out = run("--model", "mlp", "--epochs", 1)
     assert code == 0
@@ -354,6 +364,7 @@ def test_nothing_to_train_on(run, capsys):
     fails_cleanly(capsys, run("--model", "mlp", "--recipe", "fast", train=1), "make no batch")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("native", [True, False])
 def test_fast_recipe_uses_bfloat16_only_where_native(run, monkeypatch, capsys, native):
     # Emulated bfloat16 made a CNN step 8x slower than float32 on an AVX2-only CPU: "auto" must fall back.
@@ -391,6 +402,7 @@ def test_threads_leave_the_cores_that_others_are_busy_on(tmp_path, monkeypatch, 
 
 
 # ---------------------------------------------------------------- finished vs in progress (issue: trust under attack)
+@pytest.mark.slow
 def test_interrupted_rerun_never_replaces_the_finished_model(run, capsys):
     from mnistlab.checkpoints import load_model
 
@@ -409,6 +421,7 @@ def test_interrupted_rerun_never_replaces_the_finished_model(run, capsys):
         load_model(progress)
 
 
+@pytest.mark.slow
 def test_every_seed_keeps_predictions_that_agree_with_its_accuracy(run):
     code, out = run("--model", "mlp", "--recipe", "fast", "--epochs", 1, "--seeds", 2)
     rec, labels = result(out, "mlp"), None
@@ -420,6 +433,7 @@ def test_every_seed_keeps_predictions_that_agree_with_its_accuracy(run):
     assert rec["accuracy_mean"] == pytest.approx(np.mean([r["accuracy"] for r in rec["runs"]]))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("train", [500, 512])  # 4 steps of 128 made OneCycleLR divide by zero
 def test_one_cycle_schedule_works_for_any_step_count(run, train):
     code, out = run("--model", "cnn", "--recipe", "fast", "--epochs", 1, train=train, test=100)

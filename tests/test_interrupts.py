@@ -22,6 +22,7 @@ def script(*argv, env=None, **kwargs) -> subprocess.Popen:
                             text=True, env={**os.environ, "MPLBACKEND": "Agg", **(env or {})}, **kwargs)  # fmt: skip
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_data_prep_is_one_line(tmp_path):
     proc = script("data_prep.py", "--data-dir", tmp_path / "d", "--plots-dir", tmp_path / "p", "--force")
     time.sleep(2.5)  # decompressing and writing the JSON splits takes longer than this
@@ -33,6 +34,7 @@ def test_ctrl_c_in_data_prep_is_one_line(tmp_path):
     assert not [p for p in (tmp_path / "d").rglob("*.tmp*")]  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_ascii_terminal_gets_plus_minus_replaced_not_a_crash(full_mnist, tmp_path):
     out = {k: tmp_path / k for k in ("r", "p", "c")}
     proc = script("ml_main.py", "--algo", "dt", "--seeds", "2", "--train-size", "300", "--test-size", "100",

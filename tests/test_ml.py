@@ -172,6 +172,7 @@ def test_paper_recipe_is_the_published_models():
     assert type(dt).__name__ == "DecisionTreeClassifier" and dt.max_depth == 16
 
 
+@pytest.mark.slow
 def test_same_seed_same_results_and_seeds_matter(full_mnist, tmp_path, capsys):
     args = ["--algo", "rf", "--train-size", 1000, "--test-size", 300, "--n-estimators", 20]
     preds = []
@@ -183,6 +184,7 @@ def test_same_seed_same_results_and_seeds_matter(full_mnist, tmp_path, capsys):
     assert preds[0] != preds[2]  # the seed reaches the forest's random_state
 
 
+@pytest.mark.slow
 def test_several_seeds_are_merged(full_mnist, tmp_path, capsys):
     args = ["--algo", "dt", "--train-size", 1000, "--test-size", 300, "--seed", 5, "--seeds", 2, "--max-depth", 8]
     assert run(capsys, full_mnist[0], tmp_path, *args)[0] == 0
@@ -342,6 +344,7 @@ def test_unwritable_results_folder(full_mnist, tmp_path, capsys):
     assert not list(tmp_path.rglob("*.json")) and not (tmp_path / "plots").exists()
 
 
+@pytest.mark.slow
 def test_recipes_and_settings_never_overwrite_each_other(full_mnist, tmp_path, capsys):
     for flags in (["--recipe", "tuned"], ["--recipe", "paper"], ["--recipe", "paper", "--k", "5"]):
         code, _, _ = run(

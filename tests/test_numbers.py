@@ -14,12 +14,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 import predict
 from benchmarks import numbers as bench
+from conftest import copy_svm_paper
 from mnistlab.data import load_split
 from mnistlab.errors import ProjectError
 from mnistlab.images import read_digit, read_grey, write_as_photo
 from mnistlab.numbers import find_digits, find_layout, read_image, read_layout
-from mnistlab.saved_models import load_predictor, save_classical
-from model_files import DIGITS, fit_pipeline, write_network
+from mnistlab.saved_models import load_predictor
+from model_files import write_network
 
 
 @pytest.fixture(scope="module")
@@ -28,12 +29,11 @@ def mnist_dir(full_mnist):
 
 
 @pytest.fixture(scope="module")
-def models(tmp_path_factory, mnist_dir):
-    """A checkpoint folder with a fitted SVM (svm-paper) and an untrained, seeded CNN (for --all's columns)."""
+def models(tmp_path_factory, svm_paper_file):
+    """A checkpoint folder with a fitted SVM (svm-paper, on 3000 real digits) and an untrained, seeded CNN (for
+    --all's columns)."""
     root = tmp_path_factory.mktemp("number-models")
-    x, y = load_split("train", data_dir=mnist_dir, size=3000)
-    meta = {"model": "svm", "recipe": "paper", "classes": DIGITS}
-    save_classical(fit_pipeline("svm", x, y), root / "mnist" / "svm-paper.skops", meta, x[:50])
+    copy_svm_paper(svm_paper_file, root)
     write_network(root / "mnist" / "cnn-fast.pt")
     return root
 
@@ -215,6 +215,7 @@ def test_predict_number_flags(tmp_path, models, capsys):
 
 
 # ---------------------------------------------------------------- the benchmark itself
+@pytest.mark.slow
 def test_the_benchmark_writes_its_tables(tmp_path, models, mnist_dir, capsys):
     docs = tmp_path / "numbers.md"
     docs.write_text("before\n<!-- numbers:start -->\nold\n<!-- numbers:end -->\nafter\n")

@@ -17,6 +17,7 @@ from PIL import Image
 from sklearn.neighbors import KNeighborsClassifier
 
 import predict
+from conftest import copy_svm_paper
 from mnistlab.data import load_split
 from mnistlab.images import read_digit, to_mnist, write_photos
 from mnistlab.paths import REPO
@@ -31,17 +32,18 @@ def reference_knn(full_mnist):
 
 
 @pytest.fixture(scope="module")
-def models(full_mnist, tmp_path_factory):
-    """A checkpoint folder with two (untrained) networks and two classical models fitted on 3000 real digits."""
+def models(full_mnist, tmp_path_factory, svm_paper_file):
+    """A checkpoint folder with two (untrained) networks and two classical models fitted on 3000 real digits (the
+    SVM shared by the test run)."""
     from mnistlab.saved_models import save_classical
 
     root = tmp_path_factory.mktemp("checkpoints")
     write_network(root / "mnist" / "cnn-paper.pt")
     write_network(root / "mnist" / "mlp-fast.pt", model="mlp")
     x, y = load_split("train", data_dir=full_mnist[0], size=3000)
-    for algo in ("knn", "svm"):
-        meta = {"model": algo, "recipe": "paper", "classes": DIGITS}
-        save_classical(fit_pipeline(algo, x, y), root / "mnist" / f"{algo}-paper.skops", meta, x[:50])
+    meta = {"model": "knn", "recipe": "paper", "classes": DIGITS}
+    save_classical(fit_pipeline("knn", x, y), root / "mnist" / "knn-paper.skops", meta, x[:50])
+    copy_svm_paper(svm_paper_file, root)
     return root
 
 
@@ -61,6 +63,7 @@ def run(argv, capsys) -> tuple[int, list[str], list[str]]:
 # ---------------------------------------------------------------- preprocessing
 
 
+@pytest.mark.slow
 def test_preprocessing_recovers_real_digits(full_mnist, reference_knn, tmp_path):
     x, y = load_split("test", data_dir=full_mnist[0], size=200)
     inputs = np.stack([read_digit(p) for p in write_photos(x, tmp_path)])
@@ -234,6 +237,7 @@ def test_missing_model_is_one_line_naming_the_train_command(photos, tmp_path, ca
     assert err == [f"predict: error: {expected.format(dir=tmp_path)}"]
 
 
+@pytest.mark.slow
 def test_runs_from_any_folder_with_the_checkpoints_beside_the_script(photos, tmp_path):
     """A copy of the repository's scripts finds checkpoints/ beside itself, not in the working folder."""
     repo = tmp_path / "repo"
