@@ -1,8 +1,8 @@
 """Measure a trained network on digits that are not MNIST, through the preprocessing users' own images get.
 
-    python handwriting.py                                  # the preferred CNN (handwriting, best, gpu, fast, paper)
+    python handwriting.py                                  # the preferred CNN (best, gpu, fast, paper)
     python handwriting.py --all                            # every trained model, side by side
-    python handwriting.py --model mlp --recipe handwriting --sets drawn-val   # validation only, for tuning
+    python handwriting.py --model mlp --recipe best --sets drawn-val   # validation only, for tuning
     python handwriting.py --checkpoint some/where/cnn-best.pt
 
 Every image below is rendered as a grey picture of dark ink on light paper, 128x128 or so, and then goes

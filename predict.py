@@ -1,6 +1,6 @@
 """Classify your own digit images with any trained model, or with all of them side by side.
 
-    python predict.py my_seven.png photo_of_a_3.jpg          # the preferred CNN (handwriting, best, fast, paper)
+    python predict.py my_seven.png photo_of_a_3.jpg          # the preferred CNN (best, gpu, fast, paper)
     python predict.py --model svm --top 3 digits/*.png       # a classical model (recipe tuned, else paper)
     python predict.py --model mlp --recipe fast digit.png    # checkpoints/mnist/mlp-fast.pt
     python predict.py --all digits/*.png                     # every trained model, one column each

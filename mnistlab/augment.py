@@ -16,10 +16,10 @@ Kinds (``distort(..., kinds=...)``), each on top of the random affine map that i
 - ``gamma``: a per-sample gamma on the ink, softer or harder stroke edges;
 - ``flip``: a left-right mirror image of half the batch: for clothes (a shoe pointing left or right is the same
   class), not for digits (a mirrored 2 is not a 2); ``--dataset fashion-mnist``'s best recipe uses it;
-- ``refit``: last, what inference.to_mnist does to a user's image: the ink's box scaled to fit 20x20 (keeping
-  its aspect) and the centre of mass moved to the middle, so no distorted digit has a size or place that
-  to_mnist would never produce. It did not help on validation (benchmarks/handwriting_tuning.md), so
-  ``--recipe handwriting`` leaves it out.
+- ``refit``: last, what mnistlab.images.to_mnist does to a user's image: the ink's box scaled to fit 20x20
+  (keeping its aspect) and the centre of mass moved to the middle, so no distorted digit has a size or place that
+  to_mnist would never produce. It did not help on validation (docs/handwriting_tuning.md), so ``--recipe best``
+  leaves it out.
 """
 
 from __future__ import annotations
