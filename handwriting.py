@@ -2,6 +2,7 @@
 
     python handwriting.py                                  # the preferred CNN (best, gpu, fast, paper)
     python handwriting.py --all                            # every trained model, side by side
+    python handwriting.py --all --update-docs              # and the table into docs/handwriting.md
     python handwriting.py --model mlp --recipe best --sets drawn-val   # validation only, for tuning
     python handwriting.py --checkpoint some/where/cnn-best.pt
 
@@ -41,14 +42,16 @@ from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, write_json
 from mnistlab.flags import add_model_flags, check_model_flags, path_type
 from mnistlab.images import to_mnist
-from mnistlab.machine import versions
-from mnistlab.paths import RESULTS
+from mnistlab.machine import cpu_model, versions
+from mnistlab.paths import REPO, RESULTS
 from mnistlab.saved_models import chosen_models
+from mnistlab.tables import markdown_table, replace_section
 
 CANVAS = 128
 SEEDS = {"drawn-val": 1, "drawn-test": 2}
 DIGIT_CLASSES = [str(d) for d in range(10)]
 SETS = ("uci-nearest", "uci-bilinear", "drawn-val", "drawn-test")
+DOCS = REPO / "docs" / "handwriting.md"  # --update-docs: the page whose table this writes
 # matplotlib's own TrueType fonts with the usual digit shapes (cmmi10 has old-style figures, so it is left out).
 FONTS = """DejaVuSans DejaVuSans-Bold DejaVuSans-Oblique DejaVuSans-BoldOblique DejaVuSerif DejaVuSerif-Bold
            DejaVuSerif-Italic DejaVuSerif-BoldItalic DejaVuSansMono DejaVuSansMono-Bold DejaVuSansMono-Oblique
@@ -252,8 +255,18 @@ def parse_args(argv=None) -> argparse.Namespace:
     add_model_flags(p)
     p.add_argument("--sets", default=",".join(SETS), help=f"comma-separated, from {', '.join(SETS)} (default: all)")
     p.add_argument("--results-dir", type=path_type, default=RESULTS, help="(default: the repo's results/)")
+    p.add_argument(
+        "--update-docs",
+        nargs="?",
+        const=DOCS,
+        type=path_type,
+        metavar="PAGE",
+        help=f"with --all: write the table into PAGE, between its handwriting markers (default: docs/{DOCS.name})",
+    )
     args = p.parse_args(argv)
     check_model_flags(p, args)
+    if args.update_docs and not args.all:
+        p.error("--update-docs writes the table of every model: add --all")
     args.sets = list(dict.fromkeys(s.strip() for s in args.sets.split(",") if s.strip()))  # each set once
     unknown = sorted(set(args.sets) - set(SETS))
     if unknown or not args.sets:
@@ -284,10 +297,8 @@ def measure_all(predictors, sets) -> dict:
 
 
 def table(records: dict, sets) -> str:
-    lines = ["| model | " + " | ".join(sets) + " |", "|---" * (len(sets) + 1) + "|"]
-    for name, r in records.items():
-        lines.append(f"| {name} | " + " | ".join(f"{100 * r['sets'][s]['accuracy']:.2f}%" for s in sets) + " |")
-    return "\n".join(lines) + "\n"
+    rows = [[name, *(f"{100 * r['sets'][s]['accuracy']:.2f}%" for s in sets)] for name, r in records.items()]
+    return markdown_table(["model", *sets], rows) + "\n"
 
 
 def _main(argv=None) -> int:
@@ -308,6 +319,10 @@ def _main(argv=None) -> int:
         print("\n" + text, end="")
         with atomic_path(out / "table.md") as tmp:
             tmp.write_text(text)
+    if args.update_docs:
+        note = f"`python handwriting.py --all --update-docs` on {cpu_model()}, {len(records)} models:"
+        replace_section(args.update_docs, "handwriting", f"{note}\n\n{text}")
+        print(f"{one_line(args.update_docs)}: handwriting table updated")
     print(f"wrote {one_line(out)}/")
     return 0
 

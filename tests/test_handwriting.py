@@ -166,6 +166,8 @@ def test_cli_measures_every_model_side_by_side(full_mnist, tmp_path, monkeypatch
     save_classical(fit_pipeline("knn", x, y), models / "knn-paper.skops", meta, x[:50])
     monkeypatch.setattr(handwriting, "FONT_VARIANTS", 1)
     monkeypatch.setattr(handwriting, "STROKE_VARIANTS", 2)
+    page = tmp_path / "handwriting.md"
+    page.write_text("intro\n<!-- handwriting:start -->\nold table\n<!-- handwriting:end -->\nrest\n")
     argv = [
         "--all",
         "--checkpoint-dir",
@@ -176,6 +178,8 @@ def test_cli_measures_every_model_side_by_side(full_mnist, tmp_path, monkeypatch
         "uci-nearest,drawn-val",
         "--results-dir",
         out / "r",
+        "--update-docs",
+        page,
     ]
     assert handwriting.main([str(a) for a in argv]) == 0
     printed = capsys.readouterr().out
@@ -194,6 +198,17 @@ def test_cli_measures_every_model_side_by_side(full_mnist, tmp_path, monkeypatch
         "| knn-paper",
     }
     assert f"{100 * uci['accuracy']:.2f}%" in rows[2] + rows[3]
+    generated = page.read_text()  # the docs page holds the same table between its markers, the rest untouched
+    assert generated.startswith("intro\n<!-- handwriting:start -->\n`python handwriting.py --all --update-docs` on ")
+    assert generated.endswith("\n\n" + (folder / "table.md").read_text() + "<!-- handwriting:end -->\nrest\n")
+
+
+def test_update_docs_needs_every_model(capsys):
+    """The docs table is the table of every model: --update-docs without --all is one line, before any work."""
+    with pytest.raises(SystemExit) as exit_:
+        handwriting.parse_args(["--update-docs"])
+    assert exit_.value.code == 2
+    assert "--update-docs writes the table of every model: add --all" in capsys.readouterr().err
 
 
 @pytest.mark.slow
