@@ -25,7 +25,7 @@ grey level removed, scaled to 1; INK_THRESHOLD makes a pixel ink):
 
 A lone digit is framed as read_digit frames it: the same ink, the same crop (the threshold's bounding box), the
 same to_mnist call; so a single digit reads the same either way (tests/test_numbers.py checks it). The settings
-below were chosen on numbers built from MNIST training digits (python -m benchmarks.numbers --split train).
+below were chosen on numbers built from MNIST training digits (python -m benchmarks.whole_numbers --split train).
 """
 
 from __future__ import annotations

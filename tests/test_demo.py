@@ -153,7 +153,7 @@ def test_bad_uploads_get_a_json_error_and_the_server_keeps_serving(bare):
 
 def number_png(digits: str, data_dir, touching=(), seed: int = 0, invert: bool = True) -> bytes:
     """MNIST test digits written side by side (the numbers benchmark's renderer), dark on light paper: as PNG."""
-    from benchmarks.numbers import compose, crop
+    from benchmarks.whole_numbers import compose, crop
 
     x, y = load_split("test", data_dir=data_dir, size=500)
     glyphs = [crop(x[np.flatnonzero(y == int(d))[i]].astype(np.float32) / 255) for i, d in enumerate(digits)]

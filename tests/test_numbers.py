@@ -1,6 +1,6 @@
-"""Reading whole numbers (mnistlab.numbers, predict.py --number, benchmarks/numbers.py) on constructed images.
+"""Reading whole numbers (mnistlab.numbers, predict.py --number, benchmarks/whole_numbers.py) on constructed images.
 
-The images are built from real MNIST test digits (benchmarks.numbers.compose: the benchmark's own renderer) or
+The images are built from real MNIST test digits (benchmarks.whole_numbers.compose: the benchmark's own renderer) or
 drawn as strokes; the model is the published SVM (SVC defaults) fitted on 3000 training images in a second or two.
 """
 
@@ -13,7 +13,7 @@ import pytest
 from PIL import Image, ImageDraw, ImageFont
 
 import predict
-from benchmarks import numbers as bench
+from benchmarks import whole_numbers as bench
 from conftest import copy_svm_paper
 from mnistlab.data import load_split
 from mnistlab.errors import ProjectError

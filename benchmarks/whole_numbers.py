@@ -1,8 +1,8 @@
 """Numbers benchmark: whole numbers of 2 to 8 handwritten digits that no model has seen, read by every model.
 
-    python -m benchmarks.numbers                        # 1400 numbers, every trained model; docs/numbers.md
-    python -m benchmarks.numbers --count 140 --no-docs  # a quick look, nothing written into the docs
-    python -m benchmarks.numbers --split train          # numbers of training digits: for choosing settings
+    python -m benchmarks.whole_numbers                        # 1400 numbers, every trained model; docs/numbers.md
+    python -m benchmarks.whole_numbers --count 140 --no-docs  # a quick look, nothing written into the docs
+    python -m benchmarks.whole_numbers --split train          # numbers of training digits: for choosing settings
 
 Each number is built from real handwriting: MNIST test digits (3 numbers in 4) or the UCI digits handwriting.py
 uses (1 in 4; 43 other writers, upscaled 8x8 scans), one source per number. The digits get a size (30 to 80 pixels
@@ -371,7 +371,7 @@ def timing_lines(times: dict) -> list[str]:
 def report(results: dict, times: dict, config: dict) -> str:
     parts = [
         f"{config['count']} numbers ({config['split']} digits, seed {config['seed']}), "
-        f"`python -m benchmarks.numbers` on {cpu_model()}. Digits: 1 - edit distance / digits; whole: the number "
+        f"`python -m benchmarks.whole_numbers` on {cpu_model()}. Digits: 1 - edit distance / digits; whole: the number "
         "read exactly; count: as many digits as written. Digits read alone: the same digits, one image each.",
         summary_table(results),
         "\n".join(goal_lines(results)),
