@@ -110,13 +110,17 @@ def draw_digit(page, digit: str) -> None:
     before = sent_count(page)
     box = page.locator("#pad").bounding_box()
     for stroke in STROKES[digit]:
-        points = [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
-        page.mouse.move(*points[0])
-        page.mouse.down()
-        for point in points[1:]:
-            page.mouse.move(*point, steps=6)
-        page.mouse.up()
+        draw_stroke(page, [(box["x"] + x * box["width"], box["y"] + y * box["height"]) for x, y in stroke])
     wait_for_answer(page, before)
+
+
+def draw_stroke(page, points: list[tuple[float, float]]) -> None:
+    """One pen stroke through ``points`` (page coordinates): press, move in small steps, release."""
+    page.mouse.move(*points[0])
+    page.mouse.down()
+    for point in points[1:]:
+        page.mouse.move(*point, steps=6)
+    page.mouse.up()
 
 
 def draw_number(page, number: str, clear: bool = True) -> None:
@@ -133,12 +137,7 @@ def draw_number(page, number: str, clear: bool = True) -> None:
     for i, digit in enumerate(number):
         left = start + 0.8 * side * i
         for stroke in STROKES[digit]:
-            points = [(left + x * side, box["y"] + y * side) for x, y in stroke]
-            page.mouse.move(*points[0])
-            page.mouse.down()
-            for point in points[1:]:
-                page.mouse.move(*point, steps=6)
-            page.mouse.up()
+            draw_stroke(page, [(left + x * side, box["y"] + y * side) for x, y in stroke])
     wait_for_answer(page, before)
 
 

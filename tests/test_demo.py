@@ -354,7 +354,7 @@ def test_a_written_number_is_read_by_every_model(browser, served, mnist_dir):
 
 @pytest.mark.browser
 def test_one_digit_mode_says_when_it_sees_several_or_none(browser, served):
-    from mnistlab.browser import STROKES, open_page, sent_count, wait_for_answer
+    from mnistlab.browser import STROKES, draw_stroke, open_page, sent_count, wait_for_answer
 
     server = served
     page = open_page(browser, server.url)
@@ -362,12 +362,9 @@ def test_one_digit_mode_says_when_it_sees_several_or_none(browser, served):
     before = sent_count(page)
     for digit, left in (("7", 0.02), ("4", 0.5)):  # two digits side by side on the square pad
         for stroke in STROKES[digit]:
-            points = [(box["x"] + (left + 0.48 * x) * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
-            page.mouse.move(*points[0])
-            page.mouse.down()
-            for point in points[1:]:
-                page.mouse.move(*point, steps=6)
-            page.mouse.up()
+            draw_stroke(
+                page, [(box["x"] + (left + 0.48 * x) * box["width"], box["y"] + y * box["height"]) for x, y in stroke]
+            )
     wait_for_answer(page, before)
     doubt = page.locator("#doubt")
     assert doubt.is_visible() and "looks like 2 digits" in doubt.text_content(), doubt.text_content()
