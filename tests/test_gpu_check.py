@@ -98,7 +98,7 @@ def test_speed_table_is_written_from_one_run(tmp_path, capsys):
         "fixed": 2.4,
     }
     shared = {"name": "cnn fast recipe beside two busy processes", "seconds": 30.0, "alone": 12.0, "goal": 2.5}
-    old, new = {"accuracy": 0.981, "seconds": 30.0}, {"accuracy": 0.982, "seconds": 20.0}
+    old, new = {"accuracy": 0.981, "seconds": 30.0}, {"accuracy": 0.982, "seconds": 20.0, "goal": 2.0}
     experiment = {"seconds": 1150.0, "note": "... seconds: data 6, cnn 638"}
     peer = {"accuracy": 0.9906, "seconds": 270.0, "epochs": 4}
     rows = [fast, {"accuracy": 0.9914, "seconds": 27.0}, old, new, experiment, peer, shared]
