@@ -24,26 +24,30 @@ from mnistlab.files import atomic_path, check_output_dirs, write_json
 from mnistlab.flags import path_type
 from mnistlab.machine import versions
 from mnistlab.paths import BUNDLED, REPO, RESULTS
-from mnistlab.tables import markdown_table, replace_section
+from mnistlab.tables import markdown_table, replace_section, require_section
 
 SUITES = ("data", "ml", "dl", "predict")  # the default: every suite that runs on the CPU
 ALL_SUITES = (*SUITES, "gpu")
 COLUMNS = ("suite", "name", "accuracy", "seconds", "baseline", "speedup", "note")
 
 
-def format_table(rows: list[dict]) -> str:
-    def cell(row, key):
-        value = row.get(key)
-        if value is None:
-            return ""
-        if key == "accuracy":
-            return f"{100 * value:.2f}%"
-        if key == "seconds":
-            return f"{value:.2f}"
-        if key == "speedup":
-            return f"{value:.1f}x"
-        return str(value)
+SPEED_PAGE = REPO / "docs" / "speed.md"  # where --update-readme writes each suite's table
 
+
+def cell(row: dict, key: str) -> str:
+    value = row.get(key)
+    if value is None:
+        return ""
+    if key == "accuracy":
+        return f"{100 * value:.2f}%"
+    if key == "seconds":
+        return f"{value:.2f}"
+    if key == "speedup":
+        return f"{value:.1f}x"
+    return str(value)
+
+
+def format_table(rows: list[dict]) -> str:
     return markdown_table(COLUMNS, [[cell(r, k) for k in COLUMNS] for r in rows])
 
 
@@ -80,7 +84,7 @@ def parse_args(argv=None):
     p.add_argument(
         "--update-readme",
         action="store_true",
-        help="write the dl suite's table into README.md (between its bench:dl markers); needs --suite dl",
+        help="also write each CPU suite's table into docs/speed.md, between its bench:<suite> markers",
     )
     p.add_argument(
         "--quick",
@@ -94,8 +98,11 @@ def parse_args(argv=None):
 def _main(argv=None) -> int:
     args = parse_args(argv)
     suites = list(dict.fromkeys(args.suite))  # in the order given, each once
-    if args.update_readme and "dl" not in suites:
-        raise ProjectError("--update-readme writes the dl suite's table: add dl to --suite")
+    if args.update_readme and suites == ["gpu"]:
+        raise ProjectError("--update-readme writes the CPU suites' tables (the gpu suite has its own file): add one")
+    for suite in suites if args.update_readme else ():
+        if suite != "gpu":  # before the work, not after it
+            require_section(SPEED_PAGE, f"bench:{suite}")
     check_output_dirs({"--results-dir": args.results_dir})  # before any work, not after it
     code = 0
     if any(s != "gpu" for s in suites):
@@ -127,11 +134,24 @@ def run_suites(suites: list[str], args) -> None:
     with atomic_path(args.results_dir / "bench.md") as tmp:
         tmp.write_text(table + "\n")
     if args.update_readme:
-        dl_rows = [r for r in rows if r["suite"] == "dl"]
-        replace_section(
-            REPO / "docs" / "speed.md", "bench:dl", importlib.import_module("benchmarks.dl").readme(dl_rows, env)
-        )
-        print("README.md: speed table updated")
+        for suite in suites:
+            section = suite_section(suite, [r for r in rows if r["suite"] == suite], env)
+            replace_section(SPEED_PAGE, f"bench:{suite}", section)
+        print(f"{SPEED_PAGE.relative_to(REPO)}: the tables of {', '.join(suites)} updated")
+
+
+def suite_section(suite: str, rows: list[dict], env: dict) -> str:
+    """A suite's table for the docs: the dl suite writes its own (goals beside each figure), the others the rows."""
+    module = importlib.import_module(f"benchmarks.{suite}")
+    if hasattr(module, "readme"):
+        return module.readme(rows, env)
+    columns = [c for c in COLUMNS if c != "suite"]
+    table = markdown_table(columns, [[cell(r, k) for k in columns] for r in rows])
+    libraries = ", ".join(f"{name} {env[name]}" for name in ("scikit-learn", "scikit-learn-intelex") if env.get(name))
+    return (
+        f"Measured by `python bench.py --suite {suite} --update-readme` on {env['cpu']} ({env['cpus']} cores), "
+        f"{libraries}, in one run:\n\n{table}\n"
+    )
 
 
 def main(argv=None) -> int:

@@ -40,7 +40,6 @@ from mnistlab.tables import replace_section
 
 DEFAULTS_NOTE = "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]"
 DATA_SIZES = ("train_size", "test_size")  # explicit settings that change the data, not the model
-NOT_RESULTS = {"bench"}  # JSON files in the results folder that are not model runs
 COLUMNS = [
     "model",
     "setting",

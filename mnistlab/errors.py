@@ -101,3 +101,16 @@ def run_cli(main_fn, argv=None) -> int:
     finally:
         if stdout is not None and sys.stdout is stdout:
             sys.stdout = stdout._stream
+
+
+def hard_exit(code: int):
+    """End the process with ``code`` now, its output flushed, skipping the interpreter's teardown.
+
+    For dl_main.py's ``__main__`` only: freeing torch's modules and tensors at exit took 1.2 s of a 20 s run
+    (measured on a 2-core Intel Xeon), and by then nothing is left to do: every file is written and closed, no
+    child process runs, tqdm's thread is a daemon. mypy ends the same way, for the same reason.
+    """
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            stream.flush()
+    os._exit(code)

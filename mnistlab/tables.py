@@ -12,13 +12,20 @@ def replace_section(path: Path, marker: str, body: str) -> None:
     """Replace what lies between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` in a text file (the README's
     generated tables), atomically; one line naming the markers when they are missing."""
     start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    text = Path(path).read_text()
-    if start not in text or end not in text:
-        raise ProjectError(f"{path} has no '{start}' ... '{end}' section to fill in")
+    text = require_section(path, marker)
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
     with atomic_path(path) as tmp:
         tmp.write_text(f"{head}{start}\n{body}{end}{tail}")
+
+
+def require_section(path: Path, marker: str) -> str:
+    """The text of ``path``, which must hold a ``marker`` section (checked before long work that fills it in)."""
+    start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
+    text = Path(path).read_text()
+    if start not in text or end not in text:
+        raise ProjectError(f"{path} has no '{start}' ... '{end}' section to fill in")
+    return text
 
 
 def markdown_table(header, rows) -> str:

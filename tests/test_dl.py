@@ -132,6 +132,8 @@ def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     timings = rec["timings"]  # where the seconds went, for the speed benchmark
     assert set(timings) == {"startup", "data", "model", "training", "evaluation", "figures"}
     assert all(v >= 0 for v in timings.values()) and timings["figures"] > 0 and timings["training"] > 0
+    # The final test point is the final evaluation: counted once, not again as its prediction time.
+    assert timings["evaluation"] == pytest.approx(rec["seconds_eval_during_training"])
     assert only(out / "plots" / "mnist", "curves_cnn-*.png").stat().st_size > 0
     assert only(out / "plots" / "mnist", "confusion_cnn-*.png").stat().st_size > 0
     ckpt = torch.load(ckpt_path(out), weights_only=True)

@@ -81,7 +81,7 @@ def test_a_failing_step_is_a_row_and_the_check_goes_on(tmp_path, monkeypatch):
     assert "a / b" in (tmp_path / "r" / "bench-gpu.md").read_text()  # a note cannot break the table
 
 
-def test_speed_table_is_written_from_one_run(tmp_path, capsys):
+def test_speed_table_is_written_from_one_run(tmp_path, capsys, monkeypatch):
     """The README's speed table comes from the dl suite's rows (figures and ratios computed, not typed) and goes
     between its markers, leaving the rest of the file as it was; without the dl suite, or the markers, one line."""
     from benchmarks import dl
@@ -117,5 +117,14 @@ def test_speed_table_is_written_from_one_run(tmp_path, capsys):
     readme.write_text("no markers\n")
     with pytest.raises(ProjectError, match="no '<!-- bench:dl:start -->'"):
         replace_section(readme, "bench:dl", text)
+    # The other CPU suites get their rows as a table, the machine and libraries above it.
+    env = {"cpu": "Intel Xeon", "cpus": 2, "scikit-learn": "1.9.1", "scikit-learn-intelex": None}
+    ml_rows = [{"suite": "ml", "name": "svm tuned, sklearn", "accuracy": 0.9897, "seconds": 503.0}]
+    text = bench.suite_section("ml", ml_rows, env)
+    assert "on Intel Xeon (2 cores), scikit-learn 1.9.1, in one run:" in text
+    assert "| svm tuned, sklearn | 98.97% | 503.00 |  |  |  |" in text and "| suite" not in text
+    assert bench.main(["--suite", "gpu", "--update-readme", "--results-dir", str(tmp_path)]) == 1
+    assert "the gpu suite has its own file" in capsys.readouterr().err and not list(tmp_path.glob("bench*"))
+    monkeypatch.setattr(bench, "SPEED_PAGE", readme)  # no bench:ml markers: refused before the suite runs
     assert bench.main(["--suite", "ml", "--update-readme", "--results-dir", str(tmp_path)]) == 1
-    assert "add dl to --suite" in capsys.readouterr().err and not list(tmp_path.glob("bench*"))
+    assert "no '<!-- bench:ml:start -->'" in capsys.readouterr().err and not list(tmp_path.glob("bench*"))
