@@ -22,7 +22,7 @@ import time
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, write_json
 from mnistlab.flags import path_type
-from mnistlab.machine import versions
+from mnistlab.machine import cores_phrase, versions
 from mnistlab.paths import BUNDLED, REPO, RESULTS
 from mnistlab.tables import markdown_table, replace_section, require_section
 
@@ -149,7 +149,7 @@ def suite_section(suite: str, rows: list[dict], env: dict) -> str:
     table = markdown_table(columns, [[cell(r, k) for k in columns] for r in rows])
     libraries = ", ".join(f"{name} {env[name]}" for name in ("scikit-learn", "scikit-learn-intelex") if env.get(name))
     return (
-        f"Measured by `python bench.py --suite {suite} --update-readme` on {env['cpu']} ({env['cpus']} cores), "
+        f"Measured by `python bench.py --suite {suite} --update-readme` on {env['cpu']} ({cores_phrase(env['cpus'])}), "
         f"{libraries}, in one run:\n\n{table}\n"
     )
 

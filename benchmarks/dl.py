@@ -26,7 +26,7 @@ from pathlib import Path
 
 from mnistlab.errors import ProjectError
 from mnistlab.files import read_json
-from mnistlab.machine import cpu_model, usable_cores
+from mnistlab.machine import cores_phrase, cpu_model, usable_cores
 from mnistlab.paths import REPO, RESULTS
 
 SEEDS, TARGET = 3, 0.99
@@ -250,7 +250,7 @@ def readme(rows: list[dict], env: dict) -> str:
     seeds = " / ".join(f"{100 * a:.2f}" for a in fast["accuracies"])
     fast_met = fast["seconds"] <= fast["goal"] and fast["accuracy"] >= TARGET and min(fast["accuracies"]) >= 0.989
     lines = [
-        f"Measured by `python bench.py --suite dl --update-readme` on {env['cpu']} ({env['cpus']} cores), "
+        f"Measured by `python bench.py --suite dl --update-readme` on {env['cpu']} ({cores_phrase(env['cpus'])}), "
         f"PyTorch {env['torch']}, all in one run:",
         "",
         "| what | test accuracy | seconds | ratio | goal |",

@@ -79,3 +79,8 @@ def versions(*packages: str) -> dict:
         except metadata.PackageNotFoundError:
             out[name] = None
     return out
+
+
+def cores_phrase(n: int) -> str:
+    """ "1 core", "2 cores": for the lines under the tables."""
+    return f"{n} core{'s' * (n != 1)}"
