@@ -54,10 +54,10 @@ import numpy as np
 
 from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import jsonable
-from mnistlab.flags import DEVICES, dataset_type, in_range, path_type
+from mnistlab.flags import add_models_location, in_range, path_type
 from mnistlab.images import MAX_FILE_MB, read_digit, read_grey, source_name
 from mnistlab.numbers import Layout, find_layout, read_layout, read_number
-from mnistlab.paths import CHECKPOINTS, REPO
+from mnistlab.paths import REPO
 from mnistlab.saved_models import classify_all, find_models
 
 STATIC = REPO / "static"
@@ -530,14 +530,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: 127.0.0.1, this machine only)")
     p.add_argument("--port", type=int, help="port (default: 8000, or any free one with --screenshot; 0: any free one)")
-    p.add_argument(
-        "--checkpoint-dir",
-        type=path_type,
-        default=CHECKPOINTS,
-        help="where the trained models are, in <dir>/<dataset>/ (default: the repo's checkpoints/)",
-    )
-    p.add_argument("--dataset", type=dataset_type, default="mnist", help="whose models to load (default: mnist)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="for the networks (default: auto)")
+    add_models_location(p)
     p.add_argument(
         "--max-upload-mb",
         type=megabytes,

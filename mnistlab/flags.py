@@ -159,14 +159,19 @@ def add_model_flags(p) -> None:
         help=f"the model's recipe (networks: {', '.join(PREFERRED['network'])}; classical: "
         f"{', '.join(PREFERRED['classical'])}); default: the first of those that is trained",
     )
+    add_models_location(p)
+
+
+def add_models_location(p) -> None:
+    """--checkpoint-dir, --dataset and --device: where trained models are found and where networks run."""
     p.add_argument(
         "--checkpoint-dir",
         type=path_type,
         default=CHECKPOINTS,
-        help="where the models are (default: checkpoints/ beside this script)",
+        help="where the trained models are, in <dir>/<dataset>/ (default: the repo's checkpoints/)",
     )
-    p.add_argument("--dataset", type=dataset_type, default="mnist", help="which dataset's models (default: mnist)")
-    p.add_argument("--device", choices=DEVICES, default="auto", help="for networks (default: auto)")
+    p.add_argument("--dataset", type=dataset_type, default="mnist", help="whose models to load (default: mnist)")
+    p.add_argument("--device", choices=DEVICES, default="auto", help="for the networks (default: auto)")
 
 
 def check_model_flags(p, args) -> None:
