@@ -427,7 +427,8 @@ def machine_note(records: list[dict], experiment_seconds: float | None = None) -
     cores = sorted({r.get("versions", {}).get("cpus") for r in records} - {None}, key=str)
     libs = ", ".join(f"{k} {' / '.join(v)}" for k, v in seen.items() if v)
     took = f" `python experiment.py` took {experiment_seconds / 60:.1f} min." if experiment_seconds else ""
-    return f"\nMeasured on {cpu} ({'/'.join(map(str, cores))} cores) with {libs}.{took}\n"
+    count = "/".join(map(str, cores)) + (" core" if cores == [1] else " cores")
+    return f"\nMeasured on {cpu} ({count}) with {libs}.{took}\n"
 
 
 def last_experiment_seconds(folder: Path) -> float | None:
