@@ -33,6 +33,7 @@ from mnistlab.data import load_split
 from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import atomic_path, check_output_dirs, read_json
 from mnistlab.flags import add_output_flags, dataset_type, path_type
+from mnistlab.machine import cores_phrase
 from mnistlab.paths import BUNDLED, REPO
 from mnistlab.plots import draw_confusion, names_are_words, pyplot, savefig
 from mnistlab.recipes import NETWORKS
@@ -427,7 +428,7 @@ def machine_note(records: list[dict], experiment_seconds: float | None = None) -
     cores = sorted({r.get("versions", {}).get("cpus") for r in records} - {None}, key=str)
     libs = ", ".join(f"{k} {' / '.join(v)}" for k, v in seen.items() if v)
     took = f" `python experiment.py` took {experiment_seconds / 60:.1f} min." if experiment_seconds else ""
-    count = "/".join(map(str, cores)) + (" core" if cores == [1] else " cores")
+    count = cores_phrase(cores[0]) if len(cores) == 1 else "/".join(map(str, cores)) + " cores"
     return f"\nMeasured on {cpu} ({count}) with {libs}.{took}\n"
 
 
