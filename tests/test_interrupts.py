@@ -25,7 +25,12 @@ def script(*argv, env=None, **kwargs) -> subprocess.Popen:
 @pytest.mark.slow
 def test_ctrl_c_in_data_prep_is_one_line(tmp_path):
     proc = script("data_prep.py", "--data-dir", tmp_path / "d", "--plots-dir", tmp_path / "p", "--force")
-    time.sleep(2.5)  # decompressing and writing the JSON splits takes longer than this
+    # Ctrl-C once the build has begun (its folder exists), not after a fixed wait: on a loaded machine the imports
+    # alone can outlast one (a fresh Python 3.13 install finished with exit 0, the signal seemingly unseen).
+    deadline = time.monotonic() + 60
+    while not (tmp_path / "d" / "mnist").exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(0.5)  # decompressing and writing the splits takes several seconds more
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130 and "Traceback" not in err, err
