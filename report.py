@@ -37,7 +37,7 @@ from mnistlab.machine import cores_phrase
 from mnistlab.paths import BUNDLED, REPO
 from mnistlab.plots import draw_confusion, names_are_words, pyplot, savefig
 from mnistlab.recipes import NETWORKS
-from mnistlab.tables import replace_section
+from mnistlab.tables import markdown_table, replace_section
 
 DEFAULTS_NOTE = "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]"
 DATA_SIZES = ("train_size", "test_size")  # explicit settings that change the data, not the model
@@ -384,9 +384,11 @@ def pct(value) -> str:
     return "" if value is None else f"{100 * value:.2f}%"
 
 
+TABLE_HEADER = ("model", "setting", "features", "published", "this repo", "train s", "predict s", "train/test", "notes")
+
+
 def markdown(rows: list[dict]) -> str:
-    head = "| model | setting | features | published | this repo | train s | predict s | train/test | notes |"
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    lines = []
     for r in rows:
         acc = pct(r["this_repo"])
         if r["std"] is not None:
@@ -395,8 +397,8 @@ def markdown(rows: list[dict]) -> str:
         split = f"{r['n_train']}/{r['n_test']}"
         shown = pct(r["published"]) + (f"–{pct(r['published_high'])}" if r["published_high"] is not None else "")
         cells = [r["model"], r["setting"], r["features"], shown, acc, *secs, split, r["notes"]]
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+        lines.append(cells)
+    return markdown_table(TABLE_HEADER, lines) + "\n"
 
 
 def published_note(dataset: str) -> str:
