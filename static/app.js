@@ -83,8 +83,14 @@ function endStroke() {
   if (last === null) return;
   last = null;
   $("source").textContent = "";
-  const seq = next(); // counted now, not in toBlob's callback: the page is busy from the end of the stroke on
-  pad.toBlob((blob) => send(blob, "image/png", "drawing.png", seq), "image/png");
+  send(padPng(), "image/png", "drawing.png");
+}
+
+function padPng() {
+  // The pad as PNG bytes, encoded now: toBlob() waits for the browser to be idle (in Chromium up to a second, and
+  // a whole second in a headless one), and the answer should follow the stroke at once.
+  const bytes = atob(pad.toDataURL("image/png").split(",")[1]);
+  return new Blob([Uint8Array.from(bytes, (c) => c.charCodeAt(0))], { type: "image/png" });
 }
 pad.addEventListener("pointerup", endStroke);
 pad.addEventListener("pointercancel", endStroke);
