@@ -55,12 +55,18 @@ def prepare(
 
 
 def draw_samples(x: np.ndarray, y: np.ndarray, classes: list, path: Path, rows: int = 4, cols: int = 10) -> None:
+    """The first rows x cols images as one mosaic, each labelled above: one axes (40 of them took 0.7 s)."""
     plt = pyplot()
-    fig, axes = plt.subplots(rows, cols, figsize=(cols * 1.1, rows * 1.3))
-    for ax, img, label in zip(axes.flat, x, y, strict=False):  # more images than panels
-        ax.imshow(img, cmap="gray_r")
-        ax.set_title(classes[int(label)], fontsize=9)
-        ax.axis("off")
+    h, w = x.shape[1:]
+    gap_w, gap_h = w // 4, h // 2  # room between the images, and above each for its label
+    tiles = np.zeros((rows * (h + gap_h), cols * (w + gap_w)), dtype=x.dtype)
+    fig, ax = plt.subplots(figsize=(cols * 1.1, rows * 1.3))
+    for i, (img, label) in enumerate(zip(x[: rows * cols], y, strict=False)):
+        top, left = (i // cols) * (h + gap_h) + gap_h, (i % cols) * (w + gap_w) + gap_w // 2
+        tiles[top : top + h, left : left + w] = img
+        ax.text(left + w / 2, top - 2, classes[int(label)], ha="center", va="bottom", fontsize=9)
+    ax.imshow(tiles, cmap="gray_r")
+    ax.axis("off")
     fig.suptitle("Sample training images and their labels")
     savefig(fig, path)
 

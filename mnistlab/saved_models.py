@@ -24,7 +24,6 @@ from importlib.metadata import version
 from pathlib import Path
 
 import numpy as np
-import skops.io as sio
 
 from mnistlab.datasets import SIDE
 from mnistlab.errors import ProjectError, one_line
@@ -79,6 +78,8 @@ def save_classical(pipeline, path, meta: dict, check_X) -> Path:
     ``check_X`` (a few hundred raw images, as the pipeline takes them) proves the file: it is written only
     if the pipeline reloaded from it, through the trusted-type list, predicts their labels as ``pipeline`` does.
     """
+    import skops.io as sio  # here: skops imports every scikit-learn estimator and torch (2 s a --help need not pay)
+
     path = Path(path)
     record = {
         **meta,
@@ -122,6 +123,8 @@ def loads_trusted(data: bytes, path: Path, refusal: str = "refused", fix: str = 
 
     Every problem is one ProjectError line: "<path>: <refusal>: <problem>; <fix>".
     """
+    import skops.io as sio
+
     try:
         untrusted = sorted(set(sio.get_untrusted_types(data=data)) - set(TRUSTED))
         problem = f"it names types outside the trusted list ({', '.join(untrusted[:4])})" if untrusted else None
