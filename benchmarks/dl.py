@@ -9,13 +9,16 @@
   and beside a second copy of itself, against its time alone measured just before;
 - the published settings (`dl_main.py --model cnn`), one of its 20 epochs, in this tree and in BASELINE (main
   when issue 23 was filed, extracted with `git archive`), in turn, three times each, with the same threads;
-- the whole experiment, from the record the last `python experiment.py` wrote (20 minutes: not re-run here).
+- the whole experiment, from the record the last `python experiment.py` wrote (20 minutes: not re-run here);
+- the test suite: the README's test command (as CI runs it), process start to exit.
 """
 
 from __future__ import annotations
 
 import io
 import json
+import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -34,6 +37,7 @@ BASELINE = "6d0d6fd"  # main when issue 23 was filed ("today's main"): the publi
 PUBLISHED_EPOCHS, EXPERIMENT_GOAL = 20, 600.0  # the published run's epochs; the whole experiment in 10 minutes
 PUBLISHED_GOAL = 2.0  # the published settings: at least this many times less wall time than BASELINE
 PUBLISHED_PAIRS = 3  # runs of each tree, in turn: the median is the figure
+SUITE_GOAL = 60.0  # the README's test command on 2 cores
 FIXED_GOAL = 2.0  # the fast recipe's seconds outside training (start-up, data, set-up, evaluation, figures, exit)
 PARTS = ("startup", "data", "model", "training", "evaluation", "figures")
 BURN = "while True: pass"
@@ -221,6 +225,7 @@ def run(args) -> list[dict]:
             return rows
         rows += published_rows(args, tmp)
         rows.append(experiment_row())
+        rows.append(suite_row())
         peer = tutorial_run(args)
         rows.append(
             {
@@ -252,9 +257,25 @@ def run(args) -> list[dict]:
     return rows
 
 
+def suite_row() -> dict:
+    """The README's test command (its pytest part, run by this interpreter), timed from launch to exit."""
+    name = "test suite (the README's test command), process start to exit"
+    readme = (REPO / "README.md").read_text()
+    flags = shlex.split(
+        re.search(r"^\.venv/bin/pip install -r requirements-dev\.txt && .*-m pytest(.*)$", readme, re.M)[1]
+    )
+    start = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "pytest", *flags], cwd=REPO, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    last = (done.stdout.strip().splitlines() or ["no output"])[-1].strip("= ")
+    if done.returncode != 0:  # the tools missing (requirements-dev.txt) or a test failing: no time to judge
+        return {"name": name, "note": f"not timed: pytest exit {done.returncode}: {last}"}
+    return {"name": name, "seconds": seconds, "goal": SUITE_GOAL, "note": f"pytest {' '.join(flags)}: {last}"}
+
+
 def readme(rows: list[dict], env: dict) -> str:
     """The docs' speed table (between its bench:dl markers), from this suite's rows of one run, goals beside."""
-    fast, before, old, new, experiment, peer, *shared_rows = rows
+    fast, before, old, new, experiment, suite, peer, *shared_rows = rows
     ratio = peer["seconds"] / fast["seconds"]
     seeds = " / ".join(f"{100 * a:.2f}" for a in fast["accuracies"])
     fast_met = fast["seconds"] <= fast["goal"] and fast["accuracy"] >= TARGET and min(fast["accuracies"]) >= 0.989
@@ -290,6 +311,13 @@ def readme(rows: list[dict], env: dict) -> str:
             f"| whole experiment (`python experiment.py`), from its last record | | {experiment['seconds']:.0f} | | "
             f"<= {EXPERIMENT_GOAL:.0f} s: {met} |"
         )
+    if suite.get("seconds"):
+        met = "met" if suite["seconds"] <= SUITE_GOAL else "NOT met"
+        lines.append(
+            f"| test suite (the README's test command) | | {suite['seconds']:.0f} | | <= {SUITE_GOAL:.0f} s: {met} |"
+        )
+    else:
+        lines.append(f"| test suite (the README's test command) | | | | {suite['note']} |")
     for r in shared_rows:
         times = r["seconds"] / r["alone"]
         lines.append(

@@ -101,13 +101,15 @@ def test_speed_table_is_written_from_one_run(tmp_path, capsys, monkeypatch):
     old, new = {"accuracy": 0.981, "seconds": 30.0}, {"accuracy": 0.982, "seconds": 20.0, "goal": 2.0}
     experiment = {"seconds": 1150.0, "note": "... seconds: data 6, cnn 638"}
     peer = {"accuracy": 0.9906, "seconds": 270.0, "epochs": 4}
-    rows = [fast, {"accuracy": 0.9914, "seconds": 27.0}, old, new, experiment, peer, shared]
+    suite = {"seconds": 101.6, "goal": 60.0}
+    rows = [fast, {"accuracy": 0.9914, "seconds": 27.0}, old, new, experiment, suite, peer, shared]
     text = dl.readme(rows, {"cpu": "AMD EPYC", "cpus": 2, "torch": "2.14.1"})
     assert "AMD EPYC (2 cores), PyTorch 2.14.1" in text and "(4 epochs) | 99.06% | 270.0 | 1x | |" in text
     assert "| 99.19% (99.23 / 99.17 / 99.17) | 12.0 | **22.5x** | <= 8 s, mean >= 99.0%: NOT met |" in text
     assert "| 99.14% | 27.0 | 10.0x |" in text and "| | 2.4 | | <= 2 s: NOT met |" in text
     assert "this tree | 98.20% after 1 epoch | 20.0 | 1.50x | 2x less: NOT met (1.50x) |" in text
     assert "| whole experiment (`python experiment.py`), from its last record | | 1150 | | <= 600 s: NOT met |" in text
+    assert "| test suite (the README's test command) | | 102 | | <= 60 s: NOT met |" in text
     assert "(its median run, seed 2): training 9.6." in text and "parts (seconds): data 6, cnn 638." in text
     assert "| the fast recipe beside two busy processes | | 30.0 | 2.50x its time alone | <= 2.5x: met |" in text
     readme = tmp_path / "README.md"
@@ -128,3 +130,22 @@ def test_speed_table_is_written_from_one_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(bench, "SPEED_PAGE", readme)  # no bench:ml markers: refused before the suite runs
     assert bench.main(["--suite", "ml", "--update-readme", "--results-dir", str(tmp_path)]) == 1
     assert "no '<!-- bench:ml:start -->'" in capsys.readouterr().err and not list(tmp_path.glob("bench*"))
+
+
+def test_suite_row_runs_the_readmes_test_command(monkeypatch):
+    """The benchmark times the README's own pytest flags; a failing or missing pytest gives a note, not a time."""
+    import subprocess
+
+    from benchmarks import dl
+
+    ran = []
+
+    def fake_run(cmd, **kwargs):
+        ran.append(cmd)
+        return subprocess.CompletedProcess(cmd, len(ran) - 1, stdout="== 444 passed in 61.0s ==\n", stderr="")
+
+    monkeypatch.setattr(dl.subprocess, "run", fake_run)
+    timed, failed = dl.suite_row(), dl.suite_row()
+    assert ran[0][1:] == ["-m", "pytest", "-q", "-n", "auto", "--dist", "loadfile"]
+    assert timed["seconds"] >= 0 and timed["goal"] == 60.0 and timed["note"].endswith("444 passed in 61.0s")
+    assert "seconds" not in failed and failed["note"] == "not timed: pytest exit 1: 444 passed in 61.0s"
