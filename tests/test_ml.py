@@ -396,3 +396,15 @@ def test_scores_and_confusion_agree_with_scikit_learn():
     assert cells == {(i, j): expected[i, j] for i in range(6) for j in range(6)}
     assert [t.get_text() for t in ax.get_yticklabels()] == classes and ax.get_ylabel() == "True label"
     plt.close(fig)
+
+
+@pytest.mark.parametrize(("algo", "slices"), [("svm", 2), ("knn", 1)])
+def test_an_svm_predicts_in_slices_on_its_threads_with_the_same_labels(full_mnist, algo, slices):
+    """libsvm predicts on one thread: ml_main sends a scikit-learn SVC's images out in one slice per thread (the
+    labels of one call, in order); other models, with threads of their own, get one call."""
+    x, y = load_split("train", data_dir=full_mnist[0], size=700)
+    model = build(algo, settings(algo, "paper")).fit(x[:500], y[:500])
+    whole, calls = model.predict(x[500:]), []
+    model.predict = lambda part, predict=model.predict: calls.append(len(part)) or predict(part)
+    assert np.array_equal(ml_main.predict(model, x[500:], threads=2), whole)
+    assert calls == [200 // slices] * slices
