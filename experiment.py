@@ -15,6 +15,7 @@ MNIST, the Fashion-MNIST benchmark's `benchmark` settings for Fashion-MNIST; pub
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -27,7 +28,8 @@ import report
 from mnistlab.errors import ProjectError, one_line, run_cli
 from mnistlab.files import check_output_dirs, write_json
 from mnistlab.flags import add_data_flags, add_run_flags, path_type
-from mnistlab.machine import versions
+from mnistlab.machine import usable_cores, versions
+from mnistlab.processes import run_side_by_side
 from mnistlab.recipes import NETWORK_RECIPES
 from mnistlab.records import print_config
 from mnistlab.training import StopFlag
@@ -99,10 +101,21 @@ def plan(args, started: float) -> list[tuple[str, object]]:
         "write_json_files": False,
     }  # the models read the cache alone; python data_prep.py writes the JSON too
     steps = [("data", lambda: data_prep.prepare(**prep))]
-    for recipe in (published.recipe(args.dataset), "tuned"):
-        if f"ml-{recipe}" not in args.skip:
-            configs = ml_main.make_configs(algo="all", recipe=recipe, **common)  # checked now, before any work
-            steps.append((f"classical models, {recipe} settings", lambda c=configs: ml_main.run_all(c)))
+    recipes = [r for r in (published.recipe(args.dataset), "tuned") if f"ml-{r}" not in args.skip]
+    cores = args.threads or usable_cores()
+    lanes = len(recipes) == 2 and cores >= 2  # libsvm fits on one thread: two families share the cores better
+    classical = []
+    for recipe in recipes:
+        threads = {"threads": cores // 2} if lanes else {}
+        configs = ml_main.make_configs(algo="all", recipe=recipe, **{**common, **threads})  # checked before any work
+        run = functools.partial(ml_main.run_all, configs, progress=not lanes)  # a partial pickles for a child
+        classical.append((f"classical models, {recipe} settings", run))
+    if lanes:
+        steps.append(
+            (f"side by side, {cores // 2} thread(s) each: " + " and ".join(t for t, _ in classical), classical)
+        )
+    else:
+        steps += classical
     for net in ("mlp", "cnn"):
         if net not in args.skip:
             config = dl_main.make_config(model=net, recipe=args.recipe, **common)
@@ -172,10 +185,13 @@ def _main(argv=None) -> int:
 
 
 def run_steps(steps) -> dict:
-    """Run every step in order; {title: seconds}."""
+    """Run every step in order (a list of steps at once, each in a process of its own); {title: seconds}."""
     timings = {}
     for i, (title, step) in enumerate(steps, 1):
         print(f"\n== [{i}/{len(steps)}] {title}", flush=True)
+        if isinstance(step, list):
+            timings.update(run_side_by_side(step))
+            continue
         t0 = time.perf_counter()
         result = step()
         timings[title] = time.perf_counter() - t0

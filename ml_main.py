@@ -126,7 +126,9 @@ def run_one(config: dict, data: dict) -> dict:
     return rec
 
 
-def run_all(configs: list[dict]) -> list[dict]:
+def run_all(configs: list[dict], progress: bool = True) -> list[dict]:
+    """Every config's run on one load of the data; ``progress=False``: no progress bar (experiment.py's side-by-side
+    families print their result lines only, so that two bars do not overwrite each other)."""
     first = configs[0]
     print_config({k: v for k, v in first.items() if k not in ("algo", "model", "name")})
     paths = run_paths(first)
@@ -147,7 +149,9 @@ def run_all(configs: list[dict]) -> list[dict]:
         Classifier.check_fits(config, n_train=len(data["train"][1]))
     records = []
     with engine(first["engine"]):
-        for config in tqdm(configs, desc="models", unit="model", leave=False, disable=len(configs) == 1 or None):
+        for config in tqdm(
+            configs, desc="models", unit="model", leave=False, disable=not progress or len(configs) == 1 or None
+        ):
             rec = run_one(config, data)
             std = f" ± {100 * rec['accuracy_std']:.2f}" if rec["accuracy_std"] is not None else ""
             tqdm.write(

@@ -81,3 +81,30 @@ def test_seed_beyond_the_generators_range_is_refused_by_argparse(seed, capsys):
     with pytest.raises(SystemExit) as exc:
         ml_main.make_configs(["--seed", seed])
     assert exc.value.code == 2 and "--seed: must be from 0 to 4294967295" in capsys.readouterr().err
+
+
+def test_ctrl_c_stops_the_steps_side_by_side_with_one_line(tmp_path):
+    """A terminal's Ctrl-C reaches the whole process group: the parent and its two children (experiment.py's classical
+    families run so; here two slow writes, tests/side_steps.py) stop, with one line and exit 130, neither file
+    half-written and no process left running."""
+    proc = script(REPO / "tests" / "side_steps.py", tmp_path, env={"PYTHONPATH": str(REPO)}, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while len(list(tmp_path.glob(".*.tmp"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # until both children are writing
+    os.killpg(proc.pid, signal.SIGINT)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.strip().splitlines() == ["side_steps.py: interrupted (Ctrl-C); nothing half-written was kept"]
+    deadline = time.monotonic() + 10  # multiprocessing's resource tracker exits once it reads the end of its pipe
+    while group_alive(proc.pid) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert not group_alive(proc.pid)
+    assert list(tmp_path.iterdir()) == []  # no file, whole or temporary
+
+
+def group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False
+    return True

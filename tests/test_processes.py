@@ -1,0 +1,81 @@
+"""Steps side by side in child processes (mnistlab/processes.py), and experiment.py's two classical families run so:
+half the threads each, the same records as one family after the other."""
+
+from __future__ import annotations
+
+import functools
+import time
+
+import pytest
+from side_steps import crash, fail, interrupt, kill_self, write_after
+
+import experiment
+import ml_main
+from mnistlab.errors import ProjectError
+from mnistlab.files import read_json
+from mnistlab.processes import run_side_by_side
+
+
+def test_steps_run_at_once_and_report_their_seconds(tmp_path):
+    a, b = tmp_path / "a", tmp_path / "b"
+    start = time.perf_counter()
+    timings = run_side_by_side(
+        [("a", functools.partial(write_after, str(a), 1.0)), ("b", functools.partial(write_after, str(b), 1.0))]
+    )
+    wall = time.perf_counter() - start
+    assert set(timings) == {"a", "b"} and all(0.9 < s < wall for s in timings.values())
+    assert a.read_text() == b.read_text() == "done"
+    assert wall < 2.0 + 1.5  # both sleeps overlapped (one after the other: 2 s, plus two children's start-up)
+
+
+@pytest.mark.parametrize(
+    "step, raised, words",
+    [
+        (functools.partial(fail, "no such file; fix it"), ProjectError, "broken: no such file; fix it"),
+        (crash, RuntimeError, "ZeroDivisionError: a bug"),
+        (kill_self, ProjectError, "broken: its process ended without a result (killed by signal 9"),
+        (interrupt, KeyboardInterrupt, ""),
+    ],
+)
+def test_a_failing_step_stops_the_others_and_says_why(tmp_path, capfd, step, raised, words):
+    late = tmp_path / "late"
+    start = time.perf_counter()
+    with pytest.raises(raised) as caught:
+        run_side_by_side([("broken", step), ("slow", functools.partial(write_after, str(late), 30.0))])
+    assert words in str(caught.value)
+    assert time.perf_counter() - start < 15 and not late.exists()  # the other step was stopped, not waited for
+    assert "Traceback" not in capfd.readouterr().err  # the stopped child went quietly
+
+
+def test_the_experiment_runs_the_two_families_side_by_side_on_half_the_threads(monkeypatch):
+    monkeypatch.setattr(experiment, "usable_cores", lambda: 2)  # the test workers are pinned to one core each
+    steps = experiment.plan(experiment.parse_args(["--skip", "mlp", "cnn"]), 0.0)
+    titles = [title for title, _ in steps]
+    assert titles[0] == "data" and titles[-1] == "report" and len(steps) == 3
+    lanes = steps[1][1]
+    assert [t for t, _ in lanes] == ["classical models, paper settings", "classical models, tuned settings"]
+    for _, run in lanes:
+        assert run.func is ml_main.run_all and run.keywords == {"progress": False}
+        assert {c["threads"] for c in run.args[0]} == {1}
+    one = experiment.plan(experiment.parse_args(["--threads", "1", "--skip", "mlp", "cnn"]), 0.0)
+    assert [t for t, _ in one][1:3] == [t for t, _ in lanes]  # one thread: one family after the other
+    assert all(run.keywords == {"progress": True} for _, run in one[1:3])
+
+
+def test_classical_runs_in_a_child_write_the_records_of_this_process(full_mnist, tmp_path):
+    """ml_main.run_all as experiment.py hands it to a child (a partial, no progress bar): the same files and
+    predictions as in this process."""
+    common = {"data_dir": full_mnist[0], "train_size": 300, "test_size": 100, "threads": 1}
+    records = {}
+    for way in ("child", "here"):
+        out = {f"{d}_dir": str(tmp_path / way / d) for d in ("results", "plots", "checkpoint")}
+        configs = [ml_main.make_configs(algo=algo, recipe="paper", **common, **out)[0] for algo in ("knn", "svm")]
+        if way == "child":
+            timings = run_side_by_side([("paper", functools.partial(ml_main.run_all, configs, progress=False))])
+            assert list(timings) == ["paper"]
+        else:
+            ml_main.run_all(configs)
+        records[way] = {p.name: read_json(p) for p in (tmp_path / way / "results" / "mnist").glob("*.json")}
+        assert len(records[way]) == 2 and len(list((tmp_path / way / "checkpoint" / "mnist").glob("*.skops"))) == 2
+    for name, rec in records["child"].items():
+        assert rec["predictions"] == records["here"][name]["predictions"], name
