@@ -9,7 +9,9 @@
 It calls each step's functions with one shared set of settings (the same flags as ml_main.py and dl_main.py),
 so every run lands in results/<dataset>/ under its own name and the report shows each as a row. The classical
 models run twice: at the settings of the dataset's own published table (the write-up's `paper` settings for
-MNIST, the Fashion-MNIST benchmark's `benchmark` settings for Fashion-MNIST; published.py) and `tuned`.
+MNIST, the Fashion-MNIST benchmark's `benchmark` settings for Fashion-MNIST; published.py) and `tuned`. With two
+or more threads (--threads, by default every usable core) the two families run side by side, each in a process of
+its own with half the threads (libsvm fits on one thread); --threads 1 runs them one after the other.
 """
 
 from __future__ import annotations
@@ -90,7 +92,8 @@ def shared(args) -> dict:
 
 
 def plan(args, started: float) -> list[tuple[str, object]]:
-    """(title, function) for every step, in order; each function takes no argument. ``started``: the
+    """(title, function) for every step, in order; each function takes no argument (or, for steps that run side by
+    side, a list of such pairs whose functions pickle: functools.partial). ``started``: the
     experiment's perf_counter start, so that the report can say how long everything before it took."""
     common = shared(args)
     prep = {
@@ -111,9 +114,8 @@ def plan(args, started: float) -> list[tuple[str, object]]:
         run = functools.partial(ml_main.run_all, configs, progress=not lanes)  # a partial pickles for a child
         classical.append((f"classical models, {recipe} settings", run))
     if lanes:
-        steps.append(
-            (f"side by side, {cores // 2} thread(s) each: " + " and ".join(t for t, _ in classical), classical)
-        )
+        each = f"{cores // 2} thread{'s' if cores // 2 > 1 else ''} each"
+        steps.append((f"classical models, {' and '.join(recipes)} settings side by side ({each})", classical))
     else:
         steps += classical
     for net in ("mlp", "cnn"):
