@@ -448,6 +448,9 @@ def last_experiment_seconds(folder: Path) -> float | None:
     steps = record.get("seconds") if isinstance(record, dict) else None
     if not isinstance(steps, dict):
         return None
+    total, report_seconds = record.get("seconds_total"), steps.get("report", 0)
+    if is_number(total, 0) and is_number(report_seconds, 0) and total > report_seconds:
+        return total - report_seconds  # wall time: the steps that ran side by side overlap, so their sum is more
     return sum(v for k, v in steps.items() if k != "report" and is_number(v, 0)) or None
 
 

@@ -195,6 +195,11 @@ def test_redrawn_report_keeps_the_experiment_time(fashion_run, tmp_path, monkeyp
     (tmp_path / "experiment").mkdir()
     (tmp_path / "experiment" / "timings.json").write_text("[1, 2]")  # not the expected record: no time, no error
     assert report.last_experiment_seconds(tmp_path) is None and report.last_experiment_seconds(tmp_path / "x") is None
+    side_by_side = {"seconds": {"data": 2, "paper": 327, "tuned": 377, "report": 2}, "seconds_total": 708}
+    (tmp_path / "experiment" / "timings.json").write_text(json.dumps(side_by_side))
+    assert report.last_experiment_seconds(tmp_path) == 706  # wall time, not the sum of overlapping steps
+    (tmp_path / "experiment" / "timings.json").write_text(json.dumps({"seconds": {"data": 2, "cnn": 270}}))
+    assert report.last_experiment_seconds(tmp_path) == 272  # a record without its total: the steps' sum
 
 
 # ---------------------------------------------------------------- pixels against features (records made here, no data)
