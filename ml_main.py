@@ -23,7 +23,6 @@ import sys
 import time
 import warnings
 from argparse import ArgumentParser, BooleanOptionalAction, RawDescriptionHelpFormatter
-from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
@@ -41,6 +40,7 @@ from mnistlab.plots import plot_confusion
 from mnistlab.recipes import CLASSICAL_RECIPES, RECIPE_HELP
 from mnistlab.records import per_class_scores, print_config, run_name, run_paths, summarize_seeds
 from mnistlab.saved_models import save_classical
+from mnistlab.svc import fitted_gamma, rbf_predict
 
 LIBRARIES = ("numpy", "scipy", "scikit-learn", "scikit-learn-intelex", "threadpoolctl", "skops")
 
@@ -54,11 +54,11 @@ def fit_predict(config: dict, seed: int, data: dict):
         warnings.simplefilter("always", ConvergenceWarning)
         start = time.perf_counter()
         try:
-            model.fit(x_train, y_train)
+            gamma = fit(model, x_train, y_train)
         except ValueError as exc:  # scikit-learn's parameter validation (InvalidParameterError is a ValueError)
             raise ProjectError(f"{config['algo']}: {' '.join(str(exc).split())[:300]}") from None
         fitted = time.perf_counter()
-        pred = predict(model, x_eval, config["threads"])
+        pred = predict(model, x_eval, gamma)
         done = time.perf_counter()
     if any(issubclass(w.category, ConvergenceWarning) for w in caught):
         tqdm.write(f"note: {config['algo']} (seed {seed}) did not converge; raise --max-iter for a converged fit")
@@ -75,17 +75,30 @@ def fit_predict(config: dict, seed: int, data: dict):
     return model, run
 
 
-def predict(model, x, threads: int):
-    """The labels of ``x``. libsvm predicts on one thread and lets go of the GIL while it does, so a scikit-learn
-    SVC gets the pipeline's features of all images (one call: the same floats as model.predict) and predicts them in
-    ``threads`` slices at once: the same labels, about that many times sooner. Other models (and oneDAL's SVC under
-    --engine sklearnex) use their own threads."""
+def fit(model, x, y) -> float | None:
+    """``model.fit(x, y)``; for a pipeline ending in scikit-learn's own RBF SVC also the kernel width it used
+    (predict's ``gamma``), else None (oneDAL's SVC under --engine sklearnex too). SVC()'s default width, "scale",
+    is the variance of the features the SVC saw: such a pipeline is fitted in Pipeline.fit's own two stages (the
+    steps before the SVC, then the SVC on their output), which keeps them."""
     final = model[-1]
-    if threads < 2 or type(final) is not SVC or len(x) < 2 * threads:
+    if type(final) is not SVC or final.kernel != "rbf" or final.break_ties:
+        model.fit(x, y)
+        return None
+    if final.gamma != "scale":
+        model.fit(x, y)
+        return fitted_gamma(final)
+    features = model[:-1].fit_transform(x, y)
+    final.fit(features, y)
+    return fitted_gamma(final, features)
+
+
+def predict(model, x, gamma: float | None = None):
+    """The labels of ``x``. With ``gamma`` (fit's) the SVC's decision values are computed as matrix products
+    on the BLAS threads (mnistlab/svc.py: libsvm's labels, several times sooner than its one-image-at-a-time loop on
+    one thread); every other model predicts as it does."""
+    if gamma is None:
         return model.predict(x)
-    features = model[:-1].transform(x)
-    with ThreadPoolExecutor(threads) as pool:
-        return np.concatenate(list(pool.map(final.predict, np.array_split(features, threads))))
+    return rbf_predict(model[-1], model[:-1].transform(x), gamma)
 
 
 def run_one(config: dict, data: dict) -> dict:

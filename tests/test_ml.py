@@ -13,6 +13,7 @@ from sklearn.svm import SVC
 import Classifier
 import dl_main
 import ml_main
+import mnistlab.svc as svc
 import predict
 import report
 from Classifier import build, members, settings
@@ -398,14 +399,25 @@ def test_scores_and_confusion_agree_with_scikit_learn():
     plt.close(fig)
 
 
-@pytest.mark.parametrize(("algo", "slices"), [("svm", 2), ("pca-svm", 2), ("knn", 0)])
-def test_an_svm_predicts_in_slices_on_its_threads_with_the_same_labels(full_mnist, algo, slices):
-    """libsvm predicts on one thread: ml_main gives a scikit-learn SVC the features of all images at once (the
-    floats of one call: a slice through PCA's float32 products could move a borderline image) and predicts them in
-    one slice per thread, in order; other models, with threads of their own, predict in one call."""
+@pytest.mark.parametrize(
+    ("algo", "recipe"), [("svm", "paper"), ("svm", "tuned"), ("pca-svm", "paper"), ("knn", "tuned")]
+)
+def test_an_svc_predicts_with_matrix_products_and_libsvms_labels(full_mnist, monkeypatch, algo, recipe):
+    """ml_main fits a scikit-learn RBF SVC as Pipeline.fit does and predicts it with matrix products (mnistlab/svc.py):
+    its decision values are libsvm's (SVC.decision_function) to rounding, its labels are SVC.predict's, and libsvm
+    is asked only for the images whose vote rounding could turn; other models predict as they do."""
     x, y = load_split("train", data_dir=full_mnist[0], size=700)
-    model = build(algo, settings(algo, "tuned")).fit(x[:500], y[:500])
-    whole, calls, final = model.predict(x[500:]), [], model[-1]
+    model, reference = build(algo, settings(algo, recipe)), build(algo, settings(algo, recipe)).fit(x[:500], y[:500])
+    gamma = ml_main.fit(model, x[:500], y[:500])
+    whole, calls, final = reference.predict(x[500:]), [], model[-1]
     final.predict = lambda part, predict=final.predict: calls.append(len(part)) or predict(part)
-    assert np.array_equal(ml_main.predict(model, x[500:], threads=2), whole)
-    assert calls == [200 // slices] * slices if slices else calls == [200]
+    assert np.array_equal(ml_main.predict(model, x[500:], gamma), whole)
+    if algo == "knn":
+        assert gamma is None and calls == [200]
+        return
+    assert calls == [] and np.array_equal(final.dual_coef_, reference[-1].dual_coef_)  # fitted as Pipeline.fit does
+    features = model[:-1].transform(x[500:])
+    final.set_params(decision_function_shape="ovo")
+    assert np.allclose(svc.decision_values(final, features, gamma), final.decision_function(features), atol=1e-12)
+    monkeypatch.setattr(svc, "TOLERANCE", np.inf)  # every vote in doubt: libsvm labels every image, the same way
+    assert np.array_equal(ml_main.predict(model, x[500:], gamma), whole) and calls == [200]
