@@ -92,8 +92,8 @@ def shared(args) -> dict:
 
 
 def plan(args, started: float) -> list[tuple[str, object]]:
-    """(title, function) for every step, in order; each function takes no argument (or, for steps that run side by
-    side, a list of such pairs whose functions pickle: functools.partial). ``started``: the
+    """(title, function) for every step, in order; each function takes no argument (for steps side by side: a list
+    of lanes, each a list of such pairs whose functions pickle, functools.partial). ``started``: the
     experiment's perf_counter start, so that the report can say how long everything before it took."""
     common = shared(args)
     prep = {
@@ -107,37 +107,29 @@ def plan(args, started: float) -> list[tuple[str, object]]:
     recipes = [r for r in (published.recipe(args.dataset), "tuned") if f"ml-{r}" not in args.skip]
     cores = args.threads or usable_cores()
     lanes = len(recipes) == 2 and cores >= 2  # libsvm fits on one thread: two families share the cores better
+    each = {"threads": cores // 2} if lanes else {}
     classical = []
     for recipe in recipes:
-        threads = {"threads": cores // 2} if lanes else {}
-        configs = ml_main.make_configs(algo="all", recipe=recipe, **{**common, **threads})  # checked before any work
+        configs = ml_main.make_configs(algo="all", recipe=recipe, **{**common, **each})  # checked before any work
         run = functools.partial(ml_main.run_all, configs, progress=not lanes)  # a partial pickles for a child
         classical.append((f"classical models, {recipe} settings", run))
-    if lanes:
-        each = f"{cores // 2} thread{'s' if cores // 2 > 1 else ''} each"
-        steps.append((f"classical models, {' and '.join(recipes)} settings side by side ({each})", classical))
-    else:
-        steps += classical
-    for net in ("mlp", "cnn"):
+    mlp, cnn = [], []  # each a list of its (title, step), empty where skipped
+    for net, out in (("mlp", mlp), ("cnn", cnn)):
         if net not in args.skip:
-            config = dl_main.make_config(model=net, recipe=args.recipe, **common)
-            steps.append((f"network {net}, {args.recipe} recipe", lambda c=config: run_network(c)))
+            config = dl_main.make_config(model=net, recipe=args.recipe, **{**common, **(each if net == "mlp" else {})})
+            out.append((f"network {net}, {args.recipe} recipe", functools.partial(run_network, config)))
+    if lanes:  # the published family ends about a minute before the tuned one (docs/speed.md): the MLP follows it
+        first, threads = [classical[0], *mlp], f"{cores // 2} thread{'s' if cores // 2 > 1 else ''} each"
+        steps.append(
+            (f"{' then '.join(t for t, _ in first)}, beside {classical[1][0]} ({threads})", [first, classical[1:]])
+        )
+    else:
+        steps += classical + mlp
+    steps += cnn
     if args.val_size:  # tuning runs are scored on held-out training images: the report shows test-set runs only
         return steps
-    steps.append(
-        (
-            "report",
-            lambda: report.make_report(
-                args.dataset,
-                args.data_dir,
-                args.results_dir,
-                args.plots_dir,
-                args.update_readme,
-                time.perf_counter() - started,
-            ),
-        )
-    )
-    return steps
+    report_args = (args.dataset, args.data_dir, args.results_dir, args.plots_dir, args.update_readme)
+    return [*steps, ("report", lambda: report.make_report(*report_args, time.perf_counter() - started))]
 
 
 class TrainingInterruptedError(ProjectError):

@@ -18,24 +18,30 @@ from mnistlab.errors import ProjectError, one_line
 GRACE = 5.0  # seconds a child has to stop after a Ctrl-C (to remove its temporary files) before it is terminated
 
 
-def _child(title: str, step, results) -> None:
-    """In the child: run ``step()`` and put (title, seconds, outcome, message) on ``results``."""
-    start = time.perf_counter()
-    try:
-        step()
-        outcome, message = "ok", ""
-    except ProjectError as exc:
-        outcome, message = "error", one_line(exc)
-    except KeyboardInterrupt:
-        outcome, message = "interrupted", ""
-    except BaseException:  # noqa: BLE001 (a fault of ours: its traceback travels to the parent, which shows it)
-        outcome, message = "bug", traceback.format_exc()
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C (the parent passes one on) must not cut the report
-    results.put((title, time.perf_counter() - start, outcome, message))
+def _child(lane: int, steps: list, results) -> None:
+    """In the child: run each (title, step) in order, putting (lane, title, seconds, outcome, message) on
+    ``results`` after each; the first failure ends the lane."""
+    for title, step in steps:
+        start = time.perf_counter()
+        try:
+            step()
+            outcome, message = "ok", ""
+        except ProjectError as exc:
+            outcome, message = "error", one_line(exc)
+        except KeyboardInterrupt:
+            outcome, message = "interrupted", ""
+        except BaseException:  # noqa: BLE001 (a fault of ours: its traceback travels to the parent, which shows it)
+            outcome, message = "bug", traceback.format_exc()
+        previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the report short
+        results.put((lane, title, time.perf_counter() - start, outcome, message))
+        if outcome != "ok":
+            return
+        signal.signal(signal.SIGINT, previous)
 
 
-def run_side_by_side(steps: list[tuple[str, object]], poll: float = 0.5) -> dict[str, float]:
-    """Run every (title, step) at once, each in a fresh child process; {title: seconds of its step}.
+def run_side_by_side(lanes: list[list[tuple[str, object]]], poll: float = 0.5) -> dict[str, float]:
+    """Run the lanes at once, each in a fresh child process that runs its (title, step) pairs in order;
+    {title: seconds of its step}.
 
     A step must pickle (a module-level function, or a functools.partial of one): the children are spawned, not
     forked copies of a process whose thread pools may already run. The first failure stops the others and is
@@ -44,15 +50,17 @@ def run_side_by_side(steps: list[tuple[str, object]], poll: float = 0.5) -> dict
     """
     context = multiprocessing.get_context("spawn")
     results = context.Queue()
-    children = {title: context.Process(target=_child, args=(title, step, results), name=title) for title, step in steps}
+    children = [
+        context.Process(target=_child, args=(n, steps, results), name=steps[0][0]) for n, steps in enumerate(lanes)
+    ]
     timings: dict[str, float] = {}
-    reported: set[str] = set()  # the children that put their result: they exit by themselves
+    left = [len(steps) for steps in lanes]  # results still to come from each child; at 0 it exits by itself
     try:
-        for child in children.values():
+        for child in children:
             child.start()
-        while len(timings) < len(children):
-            title, seconds, outcome, message = _next_result(results, children, reported, poll)
-            reported.add(title)
+        while any(left):
+            lane, title, seconds, outcome, message = _next_result(results, children, left, lanes, poll)
+            left[lane] = left[lane] - 1 if outcome == "ok" else 0
             if outcome == "interrupted":
                 raise KeyboardInterrupt
             if outcome == "error":
@@ -61,34 +69,35 @@ def run_side_by_side(steps: list[tuple[str, object]], poll: float = 0.5) -> dict
                 raise RuntimeError(f"{title} failed in its process:\n{message}")
             timings[title] = seconds
     except KeyboardInterrupt:
-        _stop([c for t, c in children.items() if t not in reported], [], interrupted=True)
+        _stop([c for c, n in zip(children, left, strict=True) if n], [], interrupted=True)
         raise
     finally:
-        _stop([c for t, c in children.items() if t not in reported], [c for t, c in children.items() if t in reported])
+        unfinished = [c for c, n in zip(children, left, strict=True) if n]
+        _stop(unfinished, [c for c in children if c not in unfinished])
     return timings
 
 
-def _next_result(results, children: dict, reported: set, poll: float) -> tuple:
-    """The next result on the queue; a child that has exited without putting one is a ProjectError."""
+def _next_result(results, children: list, left: list, lanes: list, poll: float) -> tuple:
+    """The next result on the queue; a child that has exited before putting all of its results is a ProjectError."""
     while True:
         try:
             return results.get(timeout=poll)
         except queue.Empty:
-            dead = [t for t, c in children.items() if t not in reported and c.exitcode is not None]
-        if dead:  # a child's result is in the pipe before it exits, but may have come after the wait above
+            dead = [n for n, child in enumerate(children) if left[n] and child.exitcode is not None]
+        if dead:  # a child's results are in the pipe before it exits, but may have come after the wait above
             try:
                 return results.get(timeout=0.5)
             except queue.Empty:
-                code = children[dead[0]].exitcode
+                code, step = children[dead[0]].exitcode, lanes[dead[0]][-left[dead[0]]][0]
                 how = f"killed by signal {-code}" if code < 0 else f"exit status {code}"
                 raise ProjectError(
-                    f"{dead[0]}: its process ended without a result ({how}; out of memory?); "
-                    "run that step alone (ml_main.py with its flags) to see why"
+                    f"{step}: its process ended without a result ({how}; out of memory?); "
+                    "run that step alone (ml_main.py or dl_main.py with its flags) to see why"
                 ) from None
 
 
 def _stop(unfinished: list, finished: list, interrupted: bool = False) -> None:
-    """Let the children whose step finished exit; stop the others: a Ctrl-C first (it removes their temporary files),
+    """Let the children whose lane finished exit; stop the others: a Ctrl-C first (it removes their temporary files),
     then SIGTERM. ``interrupted``: a terminal's Ctrl-C reached them too, so they get a moment to stop by themselves
     (a second one could cut their clean-up short)."""
     running = [c for c in unfinished if c.pid is not None and c.exitcode is None]
@@ -102,7 +111,7 @@ def _stop(unfinished: list, finished: list, interrupted: bool = False) -> None:
         except ProcessLookupError:
             pass
     deadline = time.monotonic() + GRACE
-    for child in running + finished:
+    for child in running + [c for c in finished if c.pid is not None]:
         child.join(max(0.0, deadline - time.monotonic()))
         if child.exitcode is None:  # inside a long C call (a libsvm fit) a Ctrl-C waits for it to return
             child.terminate()

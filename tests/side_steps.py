@@ -49,7 +49,7 @@ def write_slowly(path: str, seconds: float) -> None:
 def _main(argv=None) -> int:
     """Two slow writes side by side, as experiment.py runs the classical families: python side_steps.py FOLDER."""
     folder = Path((argv or sys.argv[1:])[0])
-    run_side_by_side([(name, functools.partial(write_slowly, str(folder / name), 60.0)) for name in ("a", "b")])
+    run_side_by_side([[(name, functools.partial(write_slowly, str(folder / name), 60.0))] for name in ("a", "b")])
     return 0
 
 

@@ -16,16 +16,19 @@ from mnistlab.files import read_json
 from mnistlab.processes import run_side_by_side
 
 
-def test_steps_run_at_once_and_report_their_seconds(tmp_path):
-    a, b = tmp_path / "a", tmp_path / "b"
+def test_lanes_run_at_once_and_their_steps_in_order(tmp_path):
+    a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     start = time.perf_counter()
-    timings = run_side_by_side(
-        [("a", functools.partial(write_after, str(a), 1.0)), ("b", functools.partial(write_after, str(b), 1.0))]
-    )
+    lanes = [
+        [("a", functools.partial(write_after, str(a), 1.0)), ("c", functools.partial(write_after, str(c), 0.5))],
+        [("b", functools.partial(write_after, str(b), 2.0))],
+    ]
+    timings = run_side_by_side(lanes)
     wall = time.perf_counter() - start
-    assert set(timings) == {"a", "b"} and all(0.9 < s < wall for s in timings.values())
-    assert a.read_text() == b.read_text() == "done"
-    assert wall < 2.0 + 1.5  # both sleeps overlapped (one after the other: 2 s, plus two children's start-up)
+    assert list(timings) == ["a", "c", "b"]  # as they finished: c after a in its lane, b beside them
+    assert 0.9 < timings["a"] < 1.4 and 0.45 < timings["c"] < 0.9 and 1.9 < timings["b"] < wall
+    assert a.stat().st_mtime < c.stat().st_mtime and a.read_text() == b.read_text() == c.read_text() == "done"
+    assert wall < 3.5  # the lanes overlapped (one step after another: 3.5 s and the children's start-up)
 
 
 @pytest.mark.parametrize(
@@ -41,7 +44,7 @@ def test_a_failing_step_stops_the_others_and_says_why(tmp_path, capfd, step, rai
     late = tmp_path / "late"
     start = time.perf_counter()
     with pytest.raises(raised) as caught:
-        run_side_by_side([("broken", step), ("slow", functools.partial(write_after, str(late), 30.0))])
+        run_side_by_side([[("broken", step)], [("slow", functools.partial(write_after, str(late), 30.0))]])
     assert words in str(caught.value)
     assert time.perf_counter() - start < 15 and not late.exists()  # the other step was stopped, not waited for
     assert "Traceback" not in capfd.readouterr().err  # the stopped child went quietly
@@ -49,17 +52,20 @@ def test_a_failing_step_stops_the_others_and_says_why(tmp_path, capfd, step, rai
 
 def test_the_experiment_runs_the_two_families_side_by_side_on_half_the_threads(monkeypatch):
     monkeypatch.setattr(experiment, "usable_cores", lambda: 2)  # the test workers are pinned to one core each
-    steps = experiment.plan(experiment.parse_args(["--skip", "mlp", "cnn"]), 0.0)
+    steps = experiment.plan(experiment.parse_args([]), 0.0)
     titles = [title for title, _ in steps]
-    assert titles[0] == "data" and titles[-1] == "report" and len(steps) == 3
-    lanes = steps[1][1]
-    assert [t for t, _ in lanes] == ["classical models, paper settings", "classical models, tuned settings"]
-    for _, run in lanes:
+    assert titles[0] == "data" and titles[2:] == ["network cnn, paper recipe", "report"] and len(steps) == 4
+    (first, second), paper, tuned = steps[1][1], "classical models, paper settings", "classical models, tuned settings"
+    assert [t for t, _ in first] == [paper, "network mlp, paper recipe"] and [t for t, _ in second] == [tuned]
+    for _, run in (first[0], second[0]):
         assert run.func is ml_main.run_all and run.keywords == {"progress": False}
         assert {c["threads"] for c in run.args[0]} == {1}
-    one = experiment.plan(experiment.parse_args(["--threads", "1", "--skip", "mlp", "cnn"]), 0.0)
-    assert [t for t, _ in one][1:3] == [t for t, _ in lanes]  # one thread: one family after the other
+    assert first[1][1].args[0]["threads"] == 1 and steps[2][1].args[0]["threads"] == 0  # the CNN: every idle core
+    one = experiment.plan(experiment.parse_args(["--threads", "1"]), 0.0)
+    assert [t for t, _ in one][1:5] == [paper, tuned, "network mlp, paper recipe", "network cnn, paper recipe"]
     assert all(run.keywords == {"progress": True} for _, run in one[1:3])
+    alone = experiment.plan(experiment.parse_args(["--skip", "ml-tuned"]), 0.0)
+    assert [t for t, _ in alone][1:3] == [paper, "network mlp, paper recipe"]  # one family: nothing beside it
 
 
 def test_classical_runs_in_a_child_write_the_records_of_this_process(full_mnist, tmp_path):
@@ -71,7 +77,7 @@ def test_classical_runs_in_a_child_write_the_records_of_this_process(full_mnist,
         out = {f"{d}_dir": str(tmp_path / way / d) for d in ("results", "plots", "checkpoint")}
         configs = [ml_main.make_configs(algo=algo, recipe="paper", **common, **out)[0] for algo in ("knn", "svm")]
         if way == "child":
-            timings = run_side_by_side([("paper", functools.partial(ml_main.run_all, configs, progress=False))])
+            timings = run_side_by_side([[("paper", functools.partial(ml_main.run_all, configs, progress=False))]])
             assert list(timings) == ["paper"]
         else:
             ml_main.run_all(configs)
