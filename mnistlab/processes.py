@@ -1,7 +1,8 @@
 """Steps run side by side, each in a child process of its own: one line per failure, Ctrl-C passed on.
 
 experiment.py runs the two classical families this way: libsvm fits on one thread, so one family after the other
-left a core idle for most of their 527 s (a 2-core Intel Xeon); side by side they took 370 s (docs/speed.md).
+left a core idle for most of their 527 s (a 2-core Intel Xeon); side by side the experiment went from 833 to 687 s
+(docs/speed.md).
 """
 
 from __future__ import annotations
