@@ -56,6 +56,7 @@ def run_side_by_side(lanes: list[list[tuple[str, object]]], poll: float = 0.5) -
     ]
     timings: dict[str, float] = {}
     left = [len(steps) for steps in lanes]  # results still to come from each child; at 0 it exits by itself
+    interrupted = False
     try:
         for child in children:
             child.start()
@@ -70,11 +71,11 @@ def run_side_by_side(lanes: list[list[tuple[str, object]]], poll: float = 0.5) -
                 raise RuntimeError(f"{title} failed in its process:\n{message}")
             timings[title] = seconds
     except KeyboardInterrupt:
-        _stop([c for c, n in zip(children, left, strict=True) if n], [], interrupted=True)
+        interrupted = True
         raise
     finally:
         unfinished = [c for c, n in zip(children, left, strict=True) if n]
-        _stop(unfinished, [c for c in children if c not in unfinished])
+        _stop(unfinished, [c for c in children if c not in unfinished], interrupted)
     return timings
 
 
