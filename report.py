@@ -35,7 +35,7 @@ from mnistlab.files import atomic_path, check_output_dirs, read_json
 from mnistlab.flags import add_output_flags, dataset_type, path_type
 from mnistlab.machine import cores_phrase
 from mnistlab.paths import BUNDLED, REPO
-from mnistlab.plots import draw_confusion, names_are_words, pyplot, savefig
+from mnistlab.plots import draw_confusion, log_ticks, names_are_words, pyplot, savefig
 from mnistlab.recipes import NETWORKS
 from mnistlab.tables import markdown_table, replace_section
 
@@ -552,13 +552,9 @@ def draw_references(ax, table) -> list[float]:
 
 def log_error_axis(ax, values: np.ndarray) -> None:
     """A log x axis around ``values`` (errors in %), ticked at 1, 2 and 5 of each decade and labelled in %."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # here: matplotlib loads in pyplot()
-
     ax.set_xscale("log")
     ax.set_xlim(values.min() / 1.6, values.max() * 1.6)
-    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
-    ax.xaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}%"))
-    ax.xaxis.set_minor_formatter(NullFormatter())
+    log_ticks(ax.xaxis, "%")
     ax.grid(axis="x", which="major", alpha=0.3)
     ax.set_xlabel("test error: 100 − accuracy (%), log scale; further left is better", labelpad=2)
 
