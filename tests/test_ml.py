@@ -363,9 +363,8 @@ def test_recipes_and_settings_never_overwrite_each_other(full_mnist, tmp_path, c
 
 
 def test_scores_and_confusion_agree_with_scikit_learn():
-    """utils draws and scores without scikit-learn (its import costs dl_main.py's fast recipe 0.8 s): the counts,
-    the per-class scores (a class never predicted and one never present included) and the drawn cells must equal
-    scikit-learn's."""
+    """The per-class scores (a class never predicted and one never present included) and the drawn cells of a
+    record's confusion matrix are scikit-learn's own, passed through as they are."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -396,6 +395,36 @@ def test_scores_and_confusion_agree_with_scikit_learn():
     cells = {(round(t.get_position()[1]), round(t.get_position()[0])): int(t.get_text()) for t in ax.texts}
     assert cells == {(i, j): expected[i, j] for i in range(6) for j in range(6)}
     assert [t.get_text() for t in ax.get_yticklabels()] == classes and ax.get_ylabel() == "True label"
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("classes", [[str(c) for c in range(10)], ["T-shirt/top", "Trouser", "Ankle boot"]])
+def test_a_runs_figures_keep_their_size_with_a_long_title_and_plain_loss_labels(tmp_path, monkeypatch, classes):
+    """A run's two figures are laid out by fixed margins (saved without a second, measuring drawing): their size
+    is fixed, a long run name wraps inside the figure instead of widening it, and the loss axis is labelled as
+    plain numbers."""
+    import matplotlib.pyplot as plt
+    from PIL import Image
+
+    from mnistlab import plots
+
+    name = "cnn-fast-batch_size64-epochs1-test_size1000-train_size10000-width16-threads1-seed3-" + "x" * 40
+    rng = np.random.default_rng(0)
+    y = rng.integers(0, len(classes), 500)
+    plots.plot_confusion(y, np.where(rng.random(500) < 0.8, y, 0), classes, tmp_path / "c.png", f"{name}: 80.00%")
+    history = {"train": [{"step": 20 * i, "loss": 2.3 / (i + 1), "accuracy": 0.9} for i in range(1, 200)]}
+    history["test"] = [{"step": 2000, "loss": 0.05, "accuracy": 0.98}]
+    kept = []
+    save = plots.savefig
+    monkeypatch.setattr(plots, "savefig", lambda fig, path, tight=True: kept.append(fig) or save(fig, path, tight))
+    plots.plot_curves(history, tmp_path / "curves.png", f"{name} (seed 0) on mnist")
+    for png, size in (("c.png", (700, 600)), ("curves.png", (1200, 420))):
+        with Image.open(tmp_path / png) as img:
+            assert img.size == size, png
+    fig = kept[0]
+    assert next(t for t in fig.texts if t.get_text().startswith("cnn-fast")).get_wrap()  # wrapped at the edge
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
+    assert labels and all("$" not in t and float(t) > 0 for t in labels), labels  # 0.05, 0.1 ...: no mathtext
     plt.close(fig)
 
 
