@@ -71,11 +71,15 @@ def draw_confusion(ax, y_true, y_pred, classes, title: str, fontsize: float | No
 def log_ticks(axis, unit: str = "") -> None:
     """A log axis ticked at 1, 2 and 5 of each decade, labelled as plain numbers (0.05, 2): matplotlib's default
     10^k labels go through mathtext, whose first parse took 0.25 s in each process."""
-    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter  # here: matplotlib loads in pyplot()
+    from matplotlib.ticker import FuncFormatter, LogLocator  # here: matplotlib loads in pyplot()
+
+    def minor(v, _) -> str:  # within less than a decade the ticks between 1, 2 and 5 are labelled too
+        low, high = axis.get_view_interval()
+        return f"{v:g}{unit}" if high < 10 * low else ""
 
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}{unit}"))
-    axis.set_minor_formatter(NullFormatter())
+    axis.set_minor_formatter(FuncFormatter(minor))
 
 
 def plot_curves(history: dict, path: Path, title: str) -> None:

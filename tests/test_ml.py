@@ -426,6 +426,16 @@ def test_a_runs_figures_keep_their_size_with_a_long_title_and_plain_loss_labels(
     labels = [t.get_text() for t in fig.axes[0].get_yticklabels() if t.get_text()]
     assert labels and all("$" not in t and float(t) > 0 for t in labels), labels  # 0.05, 0.1 ...: no mathtext
     plt.close(fig)
+    narrow = {
+        "train": [{"step": 20, "loss": 1.25, "accuracy": 0.6}],
+        "test": [{"step": 24, "loss": 0.73, "accuracy": 0.7}],
+    }
+    plots.plot_curves(narrow, tmp_path / "narrow.png", "a short run")  # within a decade: more than the 1 labelled
+    ax = kept[1].axes[0]
+    low, high = ax.get_ylim()
+    ticks = [t for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if low <= t.get_position()[1] <= high]
+    assert sorted(float(t.get_text()) for t in ticks if t.get_text()) == [0.8, 0.9, 1.0]
+    plt.close(kept[1])
 
 
 @pytest.mark.parametrize(
