@@ -554,7 +554,7 @@ def log_error_axis(ax, values: np.ndarray) -> None:
     """A log x axis around ``values`` (errors in %), ticked at 1, 2 and 5 of each decade and labelled in %."""
     ax.set_xscale("log")
     ax.set_xlim(values.min() / 1.6, values.max() * 1.6)
-    log_ticks(ax.xaxis, "%")
+    log_ticks(ax.xaxis, "%", minor_labels=False)  # the points carry their values
     ax.grid(axis="x", which="major", alpha=0.3)
     ax.set_xlabel("test error: 100 − accuracy (%), log scale; further left is better", labelpad=2)
 

@@ -68,14 +68,14 @@ def draw_confusion(ax, y_true, y_pred, classes, title: str, fontsize: float | No
     display.ax_.set_title(title)
 
 
-def log_ticks(axis, unit: str = "") -> None:
-    """A log axis ticked at 1, 2 and 5 of each decade, labelled as plain numbers (0.05, 2): matplotlib's default
-    10^k labels go through mathtext, whose first parse took 0.25 s in each process."""
+def log_ticks(axis, unit: str = "", minor_labels: bool = True) -> None:
+    """A log axis ticked at 1, 2 and 5 of each decade, labelled as plain numbers (0.05, 2), not matplotlib's
+    default 10^k labels, which go through mathtext (parsed by pyparsing in every process that draws one)."""
     from matplotlib.ticker import FuncFormatter, LogLocator  # here: matplotlib loads in pyplot()
 
     def minor(v, _) -> str:  # within less than a decade the ticks between 1, 2 and 5 are labelled too
         low, high = axis.get_view_interval()
-        return f"{v:g}{unit}" if high < 10 * low else ""
+        return f"{v:g}{unit}" if minor_labels and high < 10 * low else ""
 
     axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
     axis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}{unit}"))
