@@ -28,8 +28,8 @@ def savefig(fig, path, tight: bool = True) -> None:
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
-        tight = {"bbox_inches": "tight"} if tight else {}
-        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=fig.dpi, **tight)
+        bbox = {"bbox_inches": "tight"} if tight else {}
+        fig.savefig(tmp, format=Path(path).suffix.lstrip(".") or "png", dpi=fig.dpi, **bbox)
     plt.close(fig)
 
 
