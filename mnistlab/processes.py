@@ -19,12 +19,17 @@ from mnistlab.errors import ProjectError, one_line
 GRACE = 5.0  # seconds a child has to stop after a Ctrl-C (to remove its temporary files) before it is terminated
 
 
-def _child(lane: int, steps: list, results) -> None:
+def _child(lane: int, steps: list, results, ready) -> None:
     """In the child: run each (title, step) in order, putting (lane, title, seconds, outcome, message) on
     ``results`` after each; the first failure ends the lane."""
+    # The parent stops a lane with SIGINT, so it must arrive whatever this process inherited (a child inherits
+    # ignored signals: a test worker's, a background job's); it was blocked while this process started.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    ready.set()
     for title, step in steps:
         start = time.perf_counter()
         try:
+            _sigint_blocked(False)  # a Ctrl-C that came during start-up arrives here, as an interrupt of this step
             step()
             outcome, message = "ok", ""
         except ProjectError as exc:
@@ -50,16 +55,21 @@ def run_side_by_side(lanes: list[list[tuple[str, object]]], poll: float = 0.5) -
     died (killed, out of memory) as a ProjectError with its exit code, a bug as RuntimeError with its traceback.
     """
     context = multiprocessing.get_context("spawn")
-    results = context.Queue()
+    results, ready = context.Queue(), [context.Event() for _ in lanes]
     children = [
-        context.Process(target=_child, args=(n, steps, results), name=steps[0][0]) for n, steps in enumerate(lanes)
+        context.Process(target=_child, args=(n, steps, results, ready[n]), name=steps[0][0])
+        for n, steps in enumerate(lanes)
     ]
     timings: dict[str, float] = {}
     left = [len(steps) for steps in lanes]  # results still to come from each child; at 0 it exits by itself
     interrupted = False
     try:
-        for child in children:
-            child.start()
+        _sigint_blocked(True)  # until each child's handler is set: a Ctrl-C then is no traceback of its start-up
+        try:
+            for child in children:
+                child.start()
+        finally:
+            _sigint_blocked(False)
         while any(left):
             lane, title, seconds, outcome, message = _next_result(results, children, left, lanes, poll)
             left[lane] = left[lane] - 1 if outcome == "ok" else 0
@@ -75,8 +85,15 @@ def run_side_by_side(lanes: list[list[tuple[str, object]]], poll: float = 0.5) -
         raise
     finally:
         unfinished = [c for c, n in zip(children, left, strict=True) if n]
-        _stop(unfinished, [c for c in children if c not in unfinished], interrupted)
+        started = [child for child, event in zip(children, ready, strict=True) if event.is_set()]
+        _stop(unfinished, [c for c in children if c not in unfinished], started, interrupted)
     return timings
+
+
+def _sigint_blocked(blocked: bool) -> None:
+    """Block or unblock SIGINT in this thread (a child process starts with its parent's mask); no-op on Windows."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_BLOCK if blocked else signal.SIG_UNBLOCK, {signal.SIGINT})
 
 
 def _next_result(results, children: list, left: list, lanes: list, poll: float) -> tuple:
@@ -98,11 +115,16 @@ def _next_result(results, children: list, left: list, lanes: list, poll: float) 
                 ) from None
 
 
-def _stop(unfinished: list, finished: list, interrupted: bool = False) -> None:
-    """Let the children whose lane finished exit; stop the others: a Ctrl-C first (it removes their temporary files),
-    then SIGTERM. ``interrupted``: a terminal's Ctrl-C reached them too, so they get a moment to stop by themselves
-    (a second one could cut their clean-up short)."""
-    running = [c for c in unfinished if c.pid is not None and c.exitcode is None]
+def _stop(unfinished: list, finished: list, started: list, interrupted: bool = False) -> None:
+    """Let the children whose lane finished exit; stop the others: one still starting (not in ``started``) at once,
+    as it has begun no step; the rest with a Ctrl-C first (it removes their temporary files), then SIGTERM.
+    ``interrupted``: a terminal's Ctrl-C reached them too, so they get a moment to stop by themselves (a second one
+    could cut their clean-up short)."""
+    for child in unfinished:
+        if child not in started and child.pid is not None and child.exitcode is None:
+            child.kill()
+            child.join()
+    running = [c for c in unfinished if c in started and c.exitcode is None]
     deadline = time.monotonic() + (1.0 if interrupted else 0.0)
     for child in running if interrupted else ():
         child.join(max(0.0, deadline - time.monotonic()))
@@ -117,4 +139,7 @@ def _stop(unfinished: list, finished: list, interrupted: bool = False) -> None:
         child.join(max(0.0, deadline - time.monotonic()))
         if child.exitcode is None:  # inside a long C call (a libsvm fit) a Ctrl-C waits for it to return
             child.terminate()
+            child.join(GRACE)
+        if child.exitcode is None:  # SIGTERM ignored, as the parent's was
+            child.kill()
             child.join()

@@ -46,6 +46,14 @@ def write_slowly(path: str, seconds: float) -> None:
         f.write(" and done")
 
 
+def fail_once_begun(folder: str) -> None:
+    """Fail once another step has begun writing in ``folder`` (its temporary file is there)."""
+    deadline = time.monotonic() + 60
+    while not any(Path(folder).iterdir()) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    raise ProjectError("the other step began")
+
+
 def _main(argv=None) -> int:
     """Two slow writes side by side, as experiment.py runs the classical families: python side_steps.py FOLDER."""
     folder = Path((argv or sys.argv[1:])[0])

@@ -4,13 +4,15 @@ half the threads each, the same records as one family after the other."""
 from __future__ import annotations
 
 import functools
+import signal
 import time
 
 import pytest
-from side_steps import crash, fail, interrupt, kill_self, write_after
+from side_steps import crash, fail, fail_once_begun, interrupt, kill_self, write_after, write_slowly
 
 import experiment
 import ml_main
+import mnistlab.processes
 from mnistlab.errors import ProjectError
 from mnistlab.files import read_json
 from mnistlab.processes import run_side_by_side
@@ -48,6 +50,23 @@ def test_a_failing_step_stops_the_others_and_says_why(tmp_path, capfd, step, rai
     assert words in str(caught.value)
     assert time.perf_counter() - start < 15 and not late.exists()  # the other step was stopped, not waited for
     assert "Traceback" not in capfd.readouterr().err  # the stopped child went quietly
+
+
+def test_a_stopped_step_removes_its_temporary_file_though_this_process_ignores_ctrl_c(tmp_path, capfd, monkeypatch):
+    """The other lane is stopped by a Ctrl-C, which removes its temporary file, not by SIGTERM after the grace
+    period, even where this process ignores SIGINT (a background job, a test worker): its children inherit that."""
+    monkeypatch.setattr(mnistlab.processes, "GRACE", 60.0)  # a child that missed the Ctrl-C would be waited for
+    out = tmp_path / "out"
+    out.mkdir()
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        with pytest.raises(ProjectError, match="broken: the other step began"):
+            broken = ("broken", functools.partial(fail_once_begun, str(out)))
+            run_side_by_side([[broken], [("slow", functools.partial(write_slowly, str(out / "slow.txt"), 20.0))]])
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    assert list(out.iterdir()) == []  # neither the temporary file nor a finished one
+    assert "Traceback" not in capfd.readouterr().err
 
 
 def test_the_experiment_runs_the_two_families_side_by_side_on_half_the_threads(monkeypatch):
