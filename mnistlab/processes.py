@@ -23,7 +23,7 @@ def _child(lane: int, steps: list, results, ready) -> None:
     """In the child: run each (title, step) in order, putting (lane, title, seconds, outcome, message) on
     ``results`` after each; the first failure ends the lane."""
     # The parent stops a lane with SIGINT, so it must arrive whatever this process inherited (a child inherits
-    # ignored signals: a test worker's, a background job's); it was blocked while this process started.
+    # ignored signals: a shell starts a background job with SIGINT ignored); it was blocked while this process started.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     ready.set()
     for title, step in steps:

@@ -54,7 +54,7 @@ def test_a_failing_step_stops_the_others_and_says_why(tmp_path, capfd, step, rai
 
 def test_a_stopped_step_removes_its_temporary_file_though_this_process_ignores_ctrl_c(tmp_path, capfd, monkeypatch):
     """The other lane is stopped by a Ctrl-C, which removes its temporary file, not by SIGTERM after the grace
-    period, even where this process ignores SIGINT (a background job, a test worker): its children inherit that."""
+    period, even where this process ignores SIGINT (as a shell starts a background job): its children inherit that."""
     monkeypatch.setattr(mnistlab.processes, "GRACE", 60.0)  # a child that missed the Ctrl-C would be waited for
     out = tmp_path / "out"
     out.mkdir()
