@@ -8,9 +8,11 @@ left a core idle for most of their 527 s (a 2-core Intel Xeon); side by side the
 from __future__ import annotations
 
 import multiprocessing
+import multiprocessing.connection
 import os
 import queue
 import signal
+import threading
 import time
 import traceback
 
@@ -25,6 +27,7 @@ def _child(lane: int, steps: list, results, ready) -> None:
     # The parent stops a lane with SIGINT, so it must arrive whatever this process inherited (a child inherits
     # ignored signals: a shell starts a background job with SIGINT ignored); it was blocked while this process started.
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    orphaned = _follow_parent()
     ready.set()
     for title, step in steps:
         start = time.perf_counter()
@@ -38,11 +41,31 @@ def _child(lane: int, steps: list, results, ready) -> None:
             outcome, message = "interrupted", ""
         except BaseException:  # noqa: BLE001 (a fault of ours: its traceback travels to the parent, which shows it)
             outcome, message = "bug", traceback.format_exc()
+        if orphaned.is_set():  # no one is left to read a result
+            return
         previous = signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C must not cut the report short
         results.put((lane, title, time.perf_counter() - start, outcome, message))
         if outcome != "ok":
             return
         signal.signal(signal.SIGINT, previous)
+
+
+def _follow_parent() -> threading.Event:
+    """In a child: an event set once the parent process is gone (killed, so its clean-up never ran). The child then
+    stops as the parent would have stopped it: a Ctrl-C, and after GRACE at once. Else the lanes of a killed
+    experiment.py went on fitting for minutes and wrote their records after it."""
+    orphaned, parent = threading.Event(), multiprocessing.parent_process()
+
+    def watch() -> None:
+        multiprocessing.connection.wait([parent.sentinel])  # readable once the parent has exited
+        orphaned.set()
+        os.kill(os.getpid(), signal.SIGINT)
+        time.sleep(GRACE)
+        os._exit(1)  # still inside a long C call (a libsvm fit): its temporary files go with the next run
+
+    if parent is not None:
+        threading.Thread(target=watch, name="follow-parent", daemon=True).start()
+    return orphaned
 
 
 def run_side_by_side(lanes: list[list[tuple[str, object]]], poll: float = 0.5) -> dict[str, float]:

@@ -102,6 +102,23 @@ def test_ctrl_c_stops_the_steps_side_by_side_with_one_line(tmp_path):
     assert list(tmp_path.iterdir()) == []  # no file, whole or temporary
 
 
+@pytest.mark.slow
+def test_the_steps_side_by_side_stop_when_their_parent_is_killed(tmp_path):
+    """kill -9 of the parent alone (`kill -9 PID`, the out-of-memory killer): its children stop as after a Ctrl-C,
+    their temporary files removed, instead of going on for minutes (experiment.py's classical families would fit
+    on and write their records after it was gone)."""
+    proc = script(REPO / "tests" / "side_steps.py", tmp_path, env={"PYTHONPATH": str(REPO)}, start_new_session=True)
+    deadline = time.monotonic() + 30
+    while len(list(tmp_path.glob(".*.tmp"))) < 2 and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)  # until both children are writing
+    proc.kill()  # the parent only, not its process group
+    proc.communicate(timeout=30)
+    deadline = time.monotonic() + 15  # their steps would write for 60 s more
+    while (list(tmp_path.iterdir()) or group_alive(proc.pid)) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert list(tmp_path.iterdir()) == [] and not group_alive(proc.pid)
+
+
 def group_alive(pgid: int) -> bool:
     try:
         os.killpg(pgid, 0)
