@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import re
 import shlex
 import statistics
@@ -40,7 +41,9 @@ PUBLISHED_PAIRS = 3  # runs of each tree, in turn: the median is the figure
 SUITE_GOAL = 60.0  # the README's test command on 2 cores
 FIXED_GOAL = 2.0  # the fast recipe's seconds outside training (start-up, data, set-up, evaluation, figures, exit)
 PARTS = ("startup", "data", "model", "training", "evaluation", "figures")
-BURN = "while True: pass"
+# A busy process that ends with its parent, whose pid it is given (a kill -9 of bench.py must not leave cores
+# spinning for ever), also when the parent is gone before it reads its own parent's pid.
+BURN = "import os, sys\nwhile os.getppid() == int(sys.argv[1]):\n    sum(range(10**5))"
 
 
 PUBLISHED_CNN = ("--stem", "pool", "--width", "32", "--lr", "0.006")  # the fast recipe's earlier network and rate
@@ -106,7 +109,7 @@ def tutorial_run(args) -> dict:
 
 def shared(args, out: Path, burners: int, copies: int = 1) -> float:
     """The slowest wall time of ``copies`` fast-recipe runs started together beside ``burners`` busy processes."""
-    hogs = [subprocess.Popen([sys.executable, "-c", BURN]) for _ in range(burners)]
+    hogs = [subprocess.Popen([sys.executable, "-c", BURN, str(os.getpid())]) for _ in range(burners)]
     try:
         cmd = [sys.executable, "-m", "benchmarks.dl", str(args.data_dir)]
         with_copies = [
