@@ -91,6 +91,26 @@ def pytest_configure(config):
             os.sched_setaffinity(0, share)
 
 
+def output_flags(out: Path, results: str = "r", plots: str = "p", checkpoints: str = "c") -> list[str]:
+    """--results-dir, --plots-dir and --checkpoint-dir in folders under ``out`` (tests never write to the checkout)."""
+    folders = {"--results-dir": results, "--plots-dir": plots, "--checkpoint-dir": checkpoints}
+    return [text for flag, name in folders.items() for text in (flag, str(out / name))]
+
+
+@pytest.fixture
+def no_test_split(monkeypatch):
+    """Fails the test if anything takes images of the test split (mnistlab.data.first): a validation run must not."""
+    from mnistlab import data
+
+    real = data.first
+
+    def no_test(x, y, size, what):
+        assert "test" not in what, "a validation run loaded the test split"
+        return real(x, y, size, what)
+
+    monkeypatch.setattr(data, "first", no_test)
+
+
 def write_idx(path: Path, array: np.ndarray, magic: int | None = None, gz: bool = True) -> Path:
     """Write an IDX file (images if 3-D, labels if 1-D), gzip-compressed by default."""
     array = np.asarray(array, dtype=np.uint8)

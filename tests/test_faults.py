@@ -12,6 +12,7 @@ import pytest
 import data_prep
 import dl_main
 import ml_main
+from conftest import output_flags
 
 resource = pytest.importorskip("resource", reason="file-size limits are a POSIX feature")
 
@@ -53,12 +54,7 @@ def dl_args(full_mnist, tmp_path):
         "100",
         "--data-dir",
         full_mnist[0],
-        "--results-dir",
-        tmp_path / "r",
-        "--plots-dir",
-        tmp_path / "p",
-        "--checkpoint-dir",
-        tmp_path / "c",
+        *output_flags(tmp_path),
     ]
 
 
@@ -83,12 +79,7 @@ def test_classical_run_on_a_full_disk(full_mnist, tmp_path, capsys):
         "100",
         "--data-dir",
         full_mnist[0],
-        "--results-dir",
-        tmp_path / "r",
-        "--plots-dir",
-        tmp_path / "p",
-        "--checkpoint-dir",
-        tmp_path / "c",
+        *output_flags(tmp_path),
     ]
     full = run_limited(ml_main.main, argv, 64 << 10, capsys)  # the saved KNN holds its 3000 training images: 2+ MB
     one_line(full, "cannot write")

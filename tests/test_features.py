@@ -148,16 +148,9 @@ def test_published_families_stay_on_pixels_and_tuned_hog_settings_work():
                 assert Classifier.build(algo, s).named_steps["hog"].cell == s["hog_cell"]
 
 
-def test_hog_validation_run_never_touches_the_test_set(full_mnist, tmp_path, capsys, monkeypatch):
+def test_hog_validation_run_never_touches_the_test_set(full_mnist, tmp_path, capsys, monkeypatch, no_test_split):
     from mnistlab import data
 
-    real = data.first
-
-    def no_test(x, y, size, what):
-        assert "test" not in what, "a validation run loaded the test split"
-        return real(x, y, size, what)
-
-    monkeypatch.setattr(data, "first", no_test)
     monkeypatch.setattr(data, "load_split", lambda *a, **k: pytest.fail("a validation run loaded a split"))
     out = ["--results-dir", tmp_path / "r", "--plots-dir", tmp_path / "p", "--checkpoint-dir", tmp_path / "c"]
     argv = ["--data-dir", full_mnist[0], *out, "--algo", "knn", "--features", "hog", "--deskew"]

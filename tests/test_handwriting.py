@@ -11,6 +11,7 @@ import torch
 import dl_main
 import handwriting
 import mnistlab.augment as augment
+from conftest import output_flags
 from mnistlab.data import load_split
 from mnistlab.images import to_mnist
 from mnistlab.recipes import DISTORTED
@@ -149,12 +150,7 @@ def test_cli_measures_every_model_side_by_side(full_mnist, tmp_path, monkeypatch
             "best",
             "--threads",
             "1",
-            "--results-dir",
-            str(out / "r"),
-            "--plots-dir",
-            str(out / "p"),
-            "--checkpoint-dir",
-            str(out / "c"),
+            *output_flags(out),
         ]
     )
     assert code == 0

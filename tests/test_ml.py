@@ -17,6 +17,7 @@ import mnistlab.svc as svc
 import predict
 import report
 from Classifier import build, members, settings
+from conftest import output_flags
 from mnistlab.data import load_split
 from mnistlab.features import deskew, pixel_moments
 
@@ -55,17 +56,7 @@ RECORD_KEYS = {
 
 def run(capsys, data_dir, out, *args):
     """Run ml_main's CLI on the test data; return (exit code, stdout, stderr)."""
-    argv = [
-        "--data-dir",
-        data_dir,
-        "--results-dir",
-        out / "results",
-        "--plots-dir",
-        out / "plots",
-        "--checkpoint-dir",
-        out / "ckpt",
-        *args,
-    ]
+    argv = ["--data-dir", data_dir, *output_flags(out, "results", "plots", "ckpt"), *args]
     try:
         code = ml_main.main([str(a) for a in argv])
     except SystemExit as exc:  # argparse refusing a flag's value
@@ -81,16 +72,7 @@ def all_runs(full_mnist, tmp_path_factory):
     for recipe in FLOORS:
         out = tmp_path_factory.mktemp(recipe)
         argv = ["--algo", "all", "--recipe", recipe, "--train-size", TRAIN, "--test-size", TEST]
-        argv += [
-            "--data-dir",
-            full_mnist[0],
-            "--results-dir",
-            out / "results",
-            "--plots-dir",
-            out / "plots",
-            "--checkpoint-dir",
-            out / "ckpt",
-        ]
+        argv += ["--data-dir", full_mnist[0], *output_flags(out, "results", "plots", "ckpt")]
         assert ml_main.main([str(a) for a in argv]) == 0
         outs[recipe] = out
     return outs
@@ -206,16 +188,7 @@ def test_record_is_self_contained(all_runs, full_mnist):
     assert rec["accuracy"] == pytest.approx(np.mean(np.array(rec["predictions"]) == y))
 
 
-def test_validation_run_never_touches_the_test_set(full_mnist, tmp_path, capsys, monkeypatch):
-    from mnistlab import data
-
-    real = data.first
-
-    def no_test(x, y, size, what):
-        assert "test" not in what, "a validation run loaded the test split"
-        return real(x, y, size, what)
-
-    monkeypatch.setattr(data, "first", no_test)
+def test_validation_run_never_touches_the_test_set(full_mnist, tmp_path, capsys, no_test_split):
     code, out, _ = run(capsys, full_mnist[0], tmp_path, "--algo", "knn", "--train-size", 1000, "--val-size", 500)
     assert code == 0 and "val accuracy" in out
     rec = load_record(tmp_path, "knn")
