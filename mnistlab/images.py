@@ -188,11 +188,16 @@ def to_mnist(grey: np.ndarray) -> np.ndarray:
 
 def read_digit(source, name: str | None = None) -> np.ndarray:
     """A path's or bytes' image as a (28, 28) float32 model input; ProjectError naming it if it cannot be."""
+    return read_as(to_mnist, source, name)
+
+
+def read_as(convert, source, name: str | None = None, errors=ValueError):
+    """``convert`` of a path's or bytes' grey image (read_grey); its errors as one ProjectError naming the image."""
     name = source_name(source, name)
     grey = read_grey(source, name)
     try:
-        return to_mnist(grey)
-    except ValueError as exc:
+        return convert(grey)
+    except errors as exc:
         raise ProjectError(f"{name}: {exc}") from None
 
 

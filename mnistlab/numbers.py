@@ -39,7 +39,7 @@ from scipy import ndimage
 
 from mnistlab.datasets import INK_THRESHOLD
 from mnistlab.errors import ProjectError
-from mnistlab.images import read_grey, source_name, to_mnist
+from mnistlab.images import read_as, to_mnist
 
 MAX_DIGITS = 30  # a number longer than this is a page of text or a textured photo, not a number
 WORK_PIXELS = 4_000_000  # a larger image is averaged down by a whole factor first: the cost stays bounded
@@ -125,12 +125,7 @@ def find_digits(grey: np.ndarray, predictor=None) -> list[Digit]:
 
 def read_image(source, name: str | None = None) -> Layout:
     """The layout of a path's or bytes' image (read as predict.py reads one); ProjectError naming it."""
-    name = source_name(source, name)
-    grey = read_grey(source, name)
-    try:
-        return find_layout(grey)
-    except ProjectError as exc:
-        raise ProjectError(f"{name}: {exc}") from None
+    return read_as(find_layout, source, name, ProjectError)
 
 
 def read_number(layout: Layout, predictors: list) -> list[Reading]:
