@@ -13,6 +13,7 @@ import torch
 import torch.nn.functional as F
 
 import dl_main
+from conftest import output_flags
 from mnistlab.checkpoints import load_model
 from mnistlab.data import load_split
 from mnistlab.errors import ProjectError
@@ -35,12 +36,7 @@ def run(full_mnist, tmp_path):
             "--data-dir",
             str(data_dir),
             *sizes,
-            "--results-dir",
-            str(out / "results"),
-            "--plots-dir",
-            str(out / "plots"),
-            "--checkpoint-dir",
-            str(out / "ckpt"),
+            *output_flags(out, "results", "plots", "ckpt"),
             *map(str, flags),
         ]
         return dl_main.main(argv), out
