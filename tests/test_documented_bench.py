@@ -50,7 +50,7 @@ def test_the_contention_rows_busy_processes_end_with_bench():
     deadline = time.monotonic() + 20
     while sum(map(int, proc_stat(busy)[11:13])) < 30 and time.monotonic() < deadline:  # utime + stime, in ticks
         time.sleep(0.02)
-    assert proc_stat(busy)[0] == "R"  # busy: 0.3 s of CPU or more, well past its start-up
+    assert proc_stat(busy)[:1] == ["R"]  # busy: 0.3 s of CPU or more, well past its start-up
     parent.kill()
     parent.wait()
     while proc_stat(busy)[:1] not in ([], ["Z"]) and time.monotonic() < deadline + 10:
