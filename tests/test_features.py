@@ -8,6 +8,7 @@ import pytest
 
 import Classifier
 import ml_main
+from conftest import output_flags
 from mnistlab import saved_models
 from mnistlab.errors import ProjectError
 from mnistlab.features import HOG, hog_length, hog_problem
@@ -114,7 +115,7 @@ def test_bad_hog_settings_are_one_line(change, message):
 
 def test_features_flag(full_mnist, tmp_path, capsys):
     def run(*args):
-        out = ["--results-dir", tmp_path / "r", "--plots-dir", tmp_path / "p", "--checkpoint-dir", tmp_path / "c"]
+        out = output_flags(tmp_path)
         try:
             return ml_main.main([str(a) for a in ["--data-dir", full_mnist[0], *out, *args]])
         except SystemExit as exc:  # argparse refusing a flag's value
@@ -152,7 +153,7 @@ def test_hog_validation_run_never_touches_the_test_set(full_mnist, tmp_path, cap
     from mnistlab import data
 
     monkeypatch.setattr(data, "load_split", lambda *a, **k: pytest.fail("a validation run loaded a split"))
-    out = ["--results-dir", tmp_path / "r", "--plots-dir", tmp_path / "p", "--checkpoint-dir", tmp_path / "c"]
+    out = output_flags(tmp_path)
     argv = ["--data-dir", full_mnist[0], *out, "--algo", "knn", "--features", "hog", "--deskew"]
     code = ml_main.main([str(a) for a in [*argv, "--train-size", 500, "--val-size", 300]])
     assert code == 0 and "val accuracy" in capsys.readouterr().out

@@ -22,7 +22,7 @@ import torch
 import experiment
 import handwriting
 import report
-from conftest import write_source
+from conftest import output_flags, write_source
 from data_prep import prepare
 from mnistlab import cache, checkpoints
 from mnistlab.errors import ProjectError, run_cli
@@ -471,7 +471,7 @@ def test_a_progress_step_past_the_end_of_the_run_is_refused(tiny, tmp_path, caps
     a finished run, wrote a record and promoted the step-1 weights to the final model."""
     import dl_main
 
-    out = ["--results-dir", tmp_path / "r", "--plots-dir", tmp_path / "p", "--checkpoint-dir", tmp_path / "c"]
+    out = output_flags(tmp_path)
     argv = [str(a) for a in ["--model", "mlp", "--dataset", "t", "--data-dir", tiny[1], "--epochs", 1, *out]]
     argv += ["--batch-size", "8", "--hidden-size", "16", "--device", "cpu", "--threads", "1"]
     assert dl_main.main([*argv, "--stop-after", "1"]) == 0
