@@ -182,82 +182,87 @@ def experiment_row() -> dict:
     }
 
 
+def fast_rows(args, tmp: Path) -> list[dict]:
+    """The fast recipe over its seeds (the first row, with where its seconds go), then on the published CNN."""
+    recs = [dl_run(args, tmp, seed) for seed in range(1 if getattr(args, "quick", False) else SEEDS)]
+    accs, walls = [r["accuracy"] for r in recs], [r["wall"] for r in recs]
+    typical = sorted(recs, key=lambda r: r["wall"])[len(recs) // 2]  # where the seconds go: the median run's
+    seeds = ", ".join(f"{100 * a:.2f}% in {w:.1f} s" for a, w in zip(accs, walls, strict=True))
+    fast = {
+        "name": f"cnn fast recipe, {len(recs)} seeds: process start to exit",
+        "accuracy": statistics.fmean(accs),
+        "seconds": statistics.fmean(walls),
+        "alone": statistics.median(walls),
+        "accuracies": accs,
+        "breakdown": breakdown(typical),
+        "typical_seed": typical["seed"],
+        "goal": fast_goal(),
+        "fixed": typical["wall"] - typical["timings"]["training"],
+        "note": f"goal <= {fast_goal():.0f} s on this CPU, outside training <= {FIXED_GOAL:.0f} s, mean >= "
+        f"99.0%, each >= 98.9%; seeds: {seeds}; seconds of the median run (seed {typical['seed']}): "
+        f"{breakdown(typical)}",
+    }
+    before = dl_run(args, tmp, 0, PUBLISHED_CNN)
+    published_cnn = {
+        "name": f"cnn fast recipe on the published CNN ({' '.join(PUBLISHED_CNN)}), seed 0",
+        "accuracy": before["accuracy"],
+        "seconds": before["wall"],
+        "note": f"the recipe before the strided stem, {before['wall'] / recs[0]['wall']:.2f}x the time "
+        f"of seed 0 above; seconds: {breakdown(before)}",
+    }
+    return [fast, published_cnn]
+
+
+def peer_row(args) -> dict:
+    peer = tutorial_run(args)
+    return {
+        "name": "tutorial recipe (pytorch/examples) to 99%: process start to target",
+        "accuracy": peer["accuracy"],
+        "seconds": peer["seconds"],
+        "epochs": peer["epoch"],
+        "note": f"epoch {peer['epoch']}; torchvision dataset, DataLoader, Adadelta",
+    }
+
+
+def contention_rows(args, tmp: Path, alone: float) -> list[dict]:
+    """The fast recipe while the cores are shared, against ``alone``, its median time alone."""
+    rows = []
+    for burners, copies, goal, what in (
+        (2, 1, 2.5, "two busy processes"),
+        (3, 1, 3.5, "three busy processes"),
+        (1, 2, 2.5, "a second copy of itself and a busy process"),
+    ):
+        seconds = shared(args, tmp, burners, copies)
+        rows.append(
+            {
+                "name": f"cnn fast recipe beside {what}",
+                "seconds": seconds,
+                "alone": alone,
+                "goal": goal,
+                "note": f"{seconds / alone:.2f}x its time alone ({alone:.1f} s, median of the seeds above); "
+                f"goal <= {goal}x",
+            }
+        )
+    return rows
+
+
 def run(args) -> list[dict]:
     from mnistlab.data import load_split
 
     load_split("train", data_dir=args.data_dir)  # the cache and the raw IDX files exist and are verified
-    rows = []
+    quick = getattr(args, "quick", False)  # small slices, one seed, no warm-up, peer or contention runs
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         # Untimed: the first process after a pause was measured up to 2.7x slower on a shared host (its start-up,
         # the imports, took 19 s instead of 2: the libraries read back from disk); every timed process starts warm.
-        quick = getattr(args, "quick", False)  # small slices, one seed, no warm-up, peer or contention runs
         if not quick:  # --quick judges no goal, so its times need no warm start
             dl_run(args, tmp, 0, ("--epochs", "1", "--train-size", "2000", "--test-size", "500"))
-        recs = [dl_run(args, tmp, seed) for seed in range(1 if quick else SEEDS)]
-        accs, walls = [r["accuracy"] for r in recs], [r["wall"] for r in recs]
-        typical = sorted(recs, key=lambda r: r["wall"])[len(recs) // 2]  # where the seconds go: the median run's
-        name = f"cnn fast recipe, {len(recs)} seeds: process start to exit"
-        seeds = ", ".join(f"{100 * a:.2f}% in {w:.1f} s" for a, w in zip(accs, walls, strict=True))
-        rows.append(
-            {
-                "name": name,
-                "accuracy": statistics.fmean(accs),
-                "seconds": statistics.fmean(walls),
-                "accuracies": accs,
-                "breakdown": breakdown(typical),
-                "typical_seed": typical["seed"],
-                "goal": fast_goal(),
-                "fixed": typical["wall"] - typical["timings"]["training"],
-                "note": f"goal <= {fast_goal():.0f} s on this CPU, outside training <= {FIXED_GOAL:.0f} s, mean >= "
-                f"99.0%, each >= 98.9%; seeds: {seeds}; seconds of the median run (seed {typical['seed']}): "
-                f"{breakdown(typical)}",
-            }
-        )
-        before = dl_run(args, tmp, 0, PUBLISHED_CNN)
-        rows.append(
-            {
-                "name": f"cnn fast recipe on the published CNN ({' '.join(PUBLISHED_CNN)}), seed 0",
-                "accuracy": before["accuracy"],
-                "seconds": before["wall"],
-                "note": f"the recipe before the strided stem, {before['wall'] / recs[0]['wall']:.2f}x the time "
-                f"of seed 0 above; seconds: {breakdown(before)}",
-            }
-        )
+        rows = fast_rows(args, tmp)
         if quick:
             return rows
-        rows += published_rows(args, tmp)
-        rows.append(experiment_row())
-        rows.append(suite_row())
-        peer = tutorial_run(args)
-        rows.append(
-            {
-                "name": "tutorial recipe (pytorch/examples) to 99%: process start to target",
-                "accuracy": peer["accuracy"],
-                "seconds": peer["seconds"],
-                "epochs": peer["epoch"],
-                "note": f"epoch {peer['epoch']}; torchvision dataset, DataLoader, Adadelta",
-            }
-        )
+        rows += [*published_rows(args, tmp), experiment_row(), suite_row(), peer_row(args)]
         rows[0].update(baseline=rows[-1]["name"])
-        alone = statistics.median(walls)
-        for burners, copies, goal, what in (
-            (2, 1, 2.5, "two busy processes"),
-            (3, 1, 3.5, "three busy processes"),
-            (1, 2, 2.5, "a second copy of itself and a busy process"),
-        ):
-            seconds = shared(args, tmp, burners, copies)
-            rows.append(
-                {
-                    "name": f"cnn fast recipe beside {what}",
-                    "seconds": seconds,
-                    "alone": alone,
-                    "goal": goal,
-                    "note": f"{seconds / alone:.2f}x its time alone ({alone:.1f} s, median of the seeds above); "
-                    f"goal <= {goal}x",
-                }
-            )
-    return rows
+        return rows + contention_rows(args, tmp, rows[0]["alone"])
 
 
 def suite_row() -> dict:
@@ -279,15 +284,29 @@ def suite_row() -> dict:
 def readme(rows: list[dict], env: dict) -> str:
     """The docs' speed table (between its bench:dl markers), from this suite's rows of one run, goals beside."""
     fast, before, old, new, experiment, suite, peer, *shared_rows = rows
-    ratio = peer["seconds"] / fast["seconds"]
-    seeds = " / ".join(f"{100 * a:.2f}" for a in fast["accuracies"])
-    fast_met = fast["seconds"] <= fast["goal"] and fast["accuracy"] >= TARGET and min(fast["accuracies"]) >= 0.989
     lines = [
         f"Measured by `python bench.py --suite dl --update-readme` on {env['cpu']} ({cores_phrase(env['cpus'])}), "
         f"PyTorch {env['torch']}, all in one run:",
         "",
         "| what | test accuracy | seconds | ratio | goal |",
         "|---|---|---|---|---|",
+        *fast_lines(fast, before, peer),
+        *published_lines(old, new),
+        *goal_lines(experiment, suite, shared_rows),
+        "",
+        f"Where the fast recipe's seconds go (its median run, seed {fast['typical_seed']}): {fast['breakdown']}.",
+        f"The whole experiment's parts (seconds): {experiment['note'].split('seconds: ')[-1]}.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def fast_lines(fast: dict, before: dict, peer: dict) -> list[str]:
+    """The tutorial recipe, the fast recipe against it (with its seconds outside training), the earlier form."""
+    seeds = " / ".join(f"{100 * a:.2f}" for a in fast["accuracies"])
+    fast_met = fast["seconds"] <= fast["goal"] and fast["accuracy"] >= TARGET and min(fast["accuracies"]) >= 0.989
+    ratio = peer["seconds"] / fast["seconds"]
+    return [
         f"| tutorial recipe until its test accuracy reaches 99% ({peer['epochs']} epochs) | "
         f"{100 * peer['accuracy']:.2f}% | {peer['seconds']:.1f} | 1x | |",
         f"| `dl_main.py --model cnn --recipe fast`, process start to exit, mean of {len(fast['accuracies'])} seeds | "
@@ -298,7 +317,11 @@ def readme(rows: list[dict], env: dict) -> str:
         f"| the same recipe on the published CNN (its form before the strided stem), seed 0 | "
         f"{100 * before['accuracy']:.2f}% | {before['seconds']:.1f} | {peer['seconds'] / before['seconds']:.1f}x | |",
     ]
-    speedup = old["seconds"] / new["seconds"]
+
+
+def published_lines(old: dict, new: dict) -> list[str]:
+    """One epoch of the published settings in BASELINE and in this tree, the ratio against its goal."""
+    speedup, lines = old["seconds"] / new["seconds"], []
     for r, what in ((old, f"main when the speed work began ({BASELINE})"), (new, "this tree")):
         met = "met" if speedup >= new["goal"] else "NOT met"
         goal = f"{new['goal']:g}x less: {met} ({speedup:.2f}x)" if r is new else ""
@@ -308,6 +331,12 @@ def readme(rows: list[dict], env: dict) -> str:
             f"{100 * r['accuracy']:.2f}% after 1 epoch | {r['seconds']:.1f} | "
             f"{old['seconds'] / r['seconds']:.2f}x | {goal} |"
         )
+    return lines
+
+
+def goal_lines(experiment: dict, suite: dict, shared_rows: list[dict]) -> list[str]:
+    """The whole experiment and the test suite against their seconds, the contended runs against their ratios."""
+    lines = []
     if experiment.get("seconds"):
         met = "met" if experiment["seconds"] <= EXPERIMENT_GOAL else "NOT met"
         lines.append(
@@ -327,13 +356,7 @@ def readme(rows: list[dict], env: dict) -> str:
             f"| {r['name'].replace('cnn fast recipe', 'the fast recipe')} | | {r['seconds']:.1f} | "
             f"{times:.2f}x its time alone | <= {r['goal']}x: {'met' if times <= r['goal'] else 'NOT met'} |"
         )
-    lines += [
-        "",
-        f"Where the fast recipe's seconds go (its median run, seed {fast['typical_seed']}): {fast['breakdown']}.",
-        f"The whole experiment's parts (seconds): {experiment['note'].split('seconds: ')[-1]}.",
-        "",
-    ]
-    return "\n".join(lines)
+    return lines
 
 
 if __name__ == "__main__":  # python -m benchmarks.dl DATA OUT: one fast-recipe run, for shared(); prints its seconds

@@ -269,6 +269,24 @@ def load_model(path, device: str = "cpu"):
             f"{path} is an unfinished run (stopped at step {ckpt.get('step')!r}); finish it with "
             "python dl_main.py --resume and the same flags, or train it anew"
         )
+    shape = network_shape(config, path)
+    check_weights(ckpt["model"], config.get("model"), shape, path)
+    model = build_model(config["model"], *shape)
+    load_weights(model, ckpt, path)
+    model = model.to(resolve_device(device)).eval()
+    probe = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(next(model.parameters()).device)
+    with torch.inference_mode():
+        finite = bool(model(probe).float().isfinite().all())
+    if not finite:
+        raise ProjectError(
+            f"{path}: the network computes non-finite scores (a broken batch norm or weights); "
+            "it is refused: retrain that run"
+        )
+    return model, config
+
+
+def network_shape(config: dict, path: Path) -> tuple:
+    """build_model's (hidden_size, dropout, classes, width, stem) from a saved config, each within its bounds."""
     hidden, dropout, classes = config.get("hidden_size"), config.get("dropout"), config.get("classes")
     width, stem = config.get("width"), config.get("stem")
     if not (
@@ -288,12 +306,16 @@ def load_model(path, device: str = "cpu"):
             f"{path}: its config does not describe a network of this repo (hidden_size {hidden!r:.20}, "
             f"width {width!r:.20}, stem {stem!r:.20}, dropout {dropout!r:.20}, classes {classes!r:.60}); it is refused"
         )
+    return hidden, dropout, len(classes), width, stem
+
+
+def check_weights(saved: dict, model, shape: tuple, path: Path) -> None:
+    """The saved tensors must be the network's, name for name, shape and dtype (compared on torch's meta device)."""
     try:
         with torch.device("meta"):
-            expected = build_model(config["model"], hidden, dropout, len(classes), width, stem).state_dict()
+            expected = build_model(model, *shape).state_dict()
     except (KeyError, TypeError, ValueError) as exc:
         raise ProjectError(f"{path}: its config does not describe a known network ({exc})") from None
-    saved = ckpt["model"]
     wrong = [
         k
         for k, v in expected.items()
@@ -302,15 +324,3 @@ def load_model(path, device: str = "cpu"):
     if wrong or set(saved) != set(expected):
         what = wrong[0] if wrong else "its set of tensors"
         raise ProjectError(f"{path}: its weights do not fit the network its config describes ({what}); it is refused")
-    model = build_model(config["model"], hidden, dropout, len(classes), width, stem)
-    load_weights(model, ckpt, path)
-    model = model.to(resolve_device(device)).eval()
-    probe = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(next(model.parameters()).device)
-    with torch.inference_mode():
-        finite = bool(model(probe).float().isfinite().all())
-    if not finite:
-        raise ProjectError(
-            f"{path}: the network computes non-finite scores (a broken batch norm or weights); "
-            "it is refused: retrain that run"
-        )
-    return model, config
