@@ -214,6 +214,7 @@ def fast_rows(args, tmp: Path) -> list[dict]:
 
 
 def peer_row(args) -> dict:
+    """The tutorial recipe's time to 99%: the baseline of the fast recipe's ratio."""
     peer = tutorial_run(args)
     return {
         "name": "tutorial recipe (pytorch/examples) to 99%: process start to target",

@@ -309,7 +309,7 @@ def network_shape(config: dict, path: Path) -> tuple:
     return hidden, dropout, len(classes), width, stem
 
 
-def check_weights(saved: dict, model, shape: tuple, path: Path) -> None:
+def check_weights(saved: dict, model: str | None, shape: tuple, path: Path) -> None:
     """The saved tensors must be the network's, name for name, shape and dtype (compared on torch's meta device)."""
     try:
         with torch.device("meta"):

