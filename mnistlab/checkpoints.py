@@ -286,7 +286,7 @@ def load_model(path, device: str = "cpu"):
 
 
 def network_shape(config: dict, path: Path) -> tuple:
-    """build_model's (hidden_size, dropout, classes, width, stem) from a saved config, each within its bounds."""
+    """build_model's (hidden_size, dropout, number of classes, width, stem) from a saved config, within bounds."""
     hidden, dropout, classes = config.get("hidden_size"), config.get("dropout"), config.get("classes")
     width, stem = config.get("width"), config.get("stem")
     if not (
