@@ -1,7 +1,8 @@
 """Networks suite: time to 99% test accuracy on the CPU, process start to exit.
 
 - the fast recipe (`dl_main.py --model cnn --recipe fast`) over SEEDS seeds, each in a fresh process, with
-  where its seconds go (start-up and imports, data, model set-up, training, evaluation, figures, the rest);
+  where its seconds go (start-up and imports, data, model set-up, training, evaluation, the saved model and its
+  record, figures, the rest);
 - the same recipe on the published CNN (its earlier form, before the strided stem and half width), seed 0;
 - the peer, timed in the same run: the common tutorial recipe (pytorch/examples mnist/main.py through
   torchvision's dataset and a DataLoader, benchmarks/tutorial.py) until its test accuracy reaches 99%;
@@ -39,8 +40,8 @@ PUBLISHED_EPOCHS, EXPERIMENT_GOAL = 20, 600.0  # the published run's epochs; the
 PUBLISHED_GOAL = 2.0  # the published settings: at least this many times less wall time than BASELINE
 PUBLISHED_PAIRS = 3  # runs of each tree, in turn: the median is the figure
 SUITE_GOAL = 60.0  # the README's test command on 2 cores
-FIXED_GOAL = 2.0  # the fast recipe's seconds outside training (start-up, data, set-up, evaluation, figures, exit)
-PARTS = ("startup", "data", "model", "training", "evaluation", "figures")
+FIXED_GOAL = 2.0  # the fast recipe's seconds outside training (start-up, data, set-up, evaluation, record, ...)
+PARTS = ("startup", "data", "model", "training", "evaluation", "record", "figures")
 # A busy process that ends with its parent, whose pid it is given (a kill -9 of bench.py must not leave cores
 # spinning for ever), also when the parent is gone before it reads its own parent's pid.
 BURN = "import os, sys\nwhile os.getppid() == int(sys.argv[1]):\n    sum(range(10**5))"
@@ -89,7 +90,7 @@ def dl_run(args, out: Path, seed: int = 0, flags: tuple = (), tree: Path = REPO,
 
 def breakdown(rec: dict) -> str:
     t = rec["timings"]
-    rest = rec["wall"] - sum(t[k] or 0 for k in PARTS)
+    rest = rec["wall"] - sum(t.get(k) or 0 for k in PARTS)  # a record of an older tree may lack a part
     return ", ".join(f"{k} {t[k]:.1f}" for k in PARTS if t.get(k) is not None) + f", exit and the rest {rest:.1f}"
 
 

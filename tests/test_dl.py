@@ -126,7 +126,7 @@ def test_outputs_written_and_checkpoint_reloads(run, full_mnist):
     assert 0 <= rec["accuracy"] <= 1 and rec["config"]["batch_size"] == 30
     assert set(rec["per_class"]) == {str(i) for i in range(10)}
     timings = rec["timings"]  # where the seconds went, for the speed benchmark
-    assert set(timings) == {"startup", "data", "model", "training", "evaluation", "figures"}
+    assert set(timings) == {"startup", "data", "model", "training", "evaluation", "record", "figures"}
     assert all(v >= 0 for v in timings.values()) and timings["figures"] > 0 and timings["training"] > 0
     # The final test point is the final evaluation: counted once, not again as its prediction time.
     assert timings["evaluation"] == pytest.approx(rec["seconds_eval_during_training"])
