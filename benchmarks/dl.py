@@ -90,7 +90,7 @@ def dl_run(args, out: Path, seed: int = 0, flags: tuple = (), tree: Path = REPO,
 
 def breakdown(rec: dict) -> str:
     t = rec["timings"]
-    rest = rec["wall"] - sum(t.get(k) or 0 for k in PARTS)  # a record of an older tree may lack a part
+    rest = rec["wall"] - sum(t[k] or 0 for k in PARTS)
     return ", ".join(f"{k} {t[k]:.1f}" for k in PARTS if t.get(k) is not None) + f", exit and the rest {rest:.1f}"
 
 
