@@ -10,8 +10,9 @@ It calls each step's functions with one shared set of settings (the same flags a
 so every run lands in results/<dataset>/ under its own name and the report shows each as a row. The classical
 models run twice: at the settings of the dataset's own published table (the write-up's `paper` settings for
 MNIST, the Fashion-MNIST benchmark's `benchmark` settings for Fashion-MNIST; published.py) and `tuned`. With two
-or more threads (--threads, by default every usable core) the two families run side by side, each in a process of
-its own with half the threads (libsvm fits on one thread); --threads 1 runs them one after the other.
+or more threads (--threads, by default every usable core) the two families and the CNN run side by side, each in a
+process of its own with half the threads (libsvm fits on one thread, and at batch 30 the CNN gets little from a
+second); --threads 1 runs everything one after the other.
 """
 
 from __future__ import annotations
@@ -116,16 +117,15 @@ def plan(args, started: float) -> list[tuple[str, object]]:
     mlp, cnn = [], []  # each a list of its (title, step), empty where skipped
     for net, out in (("mlp", mlp), ("cnn", cnn)):
         if net not in args.skip:
-            config = dl_main.make_config(model=net, recipe=args.recipe, **{**common, **(each if net == "mlp" else {})})
+            config = dl_main.make_config(model=net, recipe=args.recipe, **{**common, **each})
             out.append((f"network {net}, {args.recipe} recipe", functools.partial(run_network, config)))
-    if lanes:  # the published family ends about a minute before the tuned one (docs/speed.md): the MLP follows it
-        first, threads = [classical[0], *mlp], f"{cores // 2} thread{'s' if cores // 2 > 1 else ''} each"
-        steps.append(
-            (f"{' then '.join(t for t, _ in first)}, beside {classical[1][0]} ({threads})", [first, classical[1:]])
-        )
+    if lanes:  # the MLP follows the published family, which ends first; the CNN is a lane of its own (docs/speed.md)
+        side = [lane for lane in ([classical[0], *mlp], classical[1:], cnn) if lane]
+        threads = f"{cores // 2} thread{'s' if cores // 2 > 1 else ''} each"
+        titles = [" then ".join(title for title, _ in lane) for lane in side]
+        steps.append((f"{titles[0]}, beside {' and '.join(titles[1:])} ({threads})", side))
     else:
-        steps += classical + mlp
-    steps += cnn
+        steps += classical + mlp + cnn
     if args.val_size:  # tuning runs are scored on held-out training images: the report shows test-set runs only
         return steps
     report_args = (args.dataset, args.data_dir, args.results_dir, args.plots_dir, args.update_readme)

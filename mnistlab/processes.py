@@ -1,8 +1,9 @@
 """Steps run side by side, each in a child process of its own: one line per failure, Ctrl-C passed on.
 
-experiment.py runs the two classical families this way: libsvm fits on one thread, so one family after the other
-left a core idle for most of their 527 s (a 2-core Intel Xeon); side by side the experiment went from 833 to 687 s
-(docs/speed.md).
+experiment.py runs the two classical families and the CNN this way, one thread each: libsvm fits on one thread, so
+one family after the other left a core idle for most of their 527 s (a 2-core Intel Xeon; side by side the
+experiment went from 833 to 687 s), and the CNN at batch 30 does the same work on one thread with less CPU than on
+two (docs/speed.md).
 """
 
 from __future__ import annotations

@@ -84,7 +84,9 @@ def test_network_targets_follow_the_dataset():
     assert dl_main.make_config(["--model", "cnn", "--recipe", "fast", "--dataset", "kmnist"])["target"] is None
 
 
-def test_experiment_runs_each_dataset_against_its_own_table(tmp_path):
+def test_experiment_runs_each_dataset_against_its_own_table(tmp_path, monkeypatch):
+    monkeypatch.setattr(experiment, "usable_cores", lambda: 1)  # one step after another, each its own title
+
     def titles(argv):
         return [title for title, _ in experiment.plan(experiment.parse_args(argv + ["--data-dir", str(tmp_path)]), 0)]
 

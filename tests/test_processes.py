@@ -69,19 +69,25 @@ def test_a_stopped_step_removes_its_temporary_file_though_this_process_ignores_c
     assert "Traceback" not in capfd.readouterr().err
 
 
-def test_the_experiment_runs_the_two_families_side_by_side_on_half_the_threads(monkeypatch):
+def test_the_experiment_runs_the_two_families_and_the_cnn_side_by_side_on_half_the_threads(monkeypatch):
     monkeypatch.setattr(experiment, "usable_cores", lambda: 2)  # the test workers are pinned to one core each
     steps = experiment.plan(experiment.parse_args([]), 0.0)
     titles = [title for title, _ in steps]
-    assert titles[0] == "data" and titles[2:] == ["network cnn, paper recipe", "report"] and len(steps) == 4
-    (first, second), paper, tuned = steps[1][1], "classical models, paper settings", "classical models, tuned settings"
+    assert titles[0] == "data" and titles[2:] == ["report"] and len(steps) == 3
+    first, second, third = steps[1][1]
+    paper, tuned = "classical models, paper settings", "classical models, tuned settings"
     assert [t for t, _ in first] == [paper, "network mlp, paper recipe"] and [t for t, _ in second] == [tuned]
+    assert [t for t, _ in third] == ["network cnn, paper recipe"]
     for _, run in (first[0], second[0]):
         assert run.func is ml_main.run_all and run.keywords == {"progress": False}
         assert {c["threads"] for c in run.args[0]} == {1}
-    assert first[1][1].args[0]["threads"] == 1 and steps[2][1].args[0]["threads"] == 0  # the CNN: every idle core
+    assert first[1][1].args[0]["threads"] == 1 and third[0][1].args[0]["threads"] == 1  # each network: one thread
+    assert titles[1].endswith("beside classical models, tuned settings and network cnn, paper recipe (1 thread each)")
+    no_cnn = experiment.plan(experiment.parse_args(["--skip", "cnn"]), 0.0)
+    assert len(no_cnn[1][1]) == 2 and [t for t, _ in no_cnn][2:] == ["report"]  # no empty lane
     one = experiment.plan(experiment.parse_args(["--threads", "1"]), 0.0)
     assert [t for t, _ in one][1:5] == [paper, tuned, "network mlp, paper recipe", "network cnn, paper recipe"]
+    assert one[4][1].args[0]["threads"] == 1
     assert all(run.keywords == {"progress": True} for _, run in one[1:3])
     alone = experiment.plan(experiment.parse_args(["--skip", "ml-tuned"]), 0.0)
     assert [t for t, _ in alone][1:3] == [paper, "network mlp, paper recipe"]  # one family: nothing beside it
