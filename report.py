@@ -18,7 +18,6 @@ import mnistlab.errors  # noqa: F401 (first: its hook makes a Ctrl-C during the 
 # isort: split
 import argparse
 import csv
-import io
 import math
 import statistics
 import sys
@@ -41,30 +40,10 @@ from mnistlab.tables import markdown_table, replace_section
 
 DEFAULTS_NOTE = "not in the write-up: the library's defaults on the write-up's pixels in [0, 1]"
 DATA_SIZES = ("train_size", "test_size")  # explicit settings that change the data, not the model
-COLUMNS = [
-    "model",
-    "setting",
-    "features",
-    "published",
-    "published_high",
-    "this_repo",
-    "std",
-    "seeds",
-    "n_train",
-    "n_test",
-    "seconds_train",
-    "seconds_predict",
-    "notes",
-]
 
 
-def load_results(results_dir: Path, dataset: str) -> list[dict]:
-    """Every finished test-set run of ``dataset`` (validation runs are for tuning and are not reported).
-
-    A file that is not a readable record, or a record whose fields lie, is left out with a note on stderr; so are
-    the hidden temporary files that a running (or killed) run writes before it renames them into place."""
-    folder = Path(results_dir) / dataset
-    records = []
+def read_records(folder: Path):
+    """(path, content) of each readable *.json in ``folder``; one that cannot be read is left out with a note."""
     for path in sorted(folder.glob("*.json")):
         if path.name.startswith("."):  # .<name>.<pid>.<hex>.tmp.json: being written, or left by a killed run
             continue
@@ -73,6 +52,15 @@ def load_results(results_dir: Path, dataset: str) -> list[dict]:
         except ProjectError as exc:  # junk in the results folder: a folder, a FIFO, a truncated or foreign file
             left_out(path, str(exc).split("; ")[0])
             continue
+        yield path, record
+
+
+def load_results(results_dir: Path, dataset: str) -> list[dict]:
+    """Every finished test-set run of ``dataset`` (validation runs are for tuning and are not reported);
+    a record whose fields lie is left out with a note on stderr."""
+    folder = Path(results_dir) / dataset
+    records = []
+    for path, record in read_records(folder):
         if not isinstance(record, dict) or record.get("split") != "test" or "accuracy" not in record:
             continue  # a validation run, or a file that is not a run's record
         problem = record_problem(record, dataset)
@@ -203,7 +191,7 @@ def changed_by_hand(record: dict) -> list[str]:
 def note(record: dict, dataset: str | None = None) -> str:
     """What a reader needs to compare the row with the published figure of ``dataset`` (default: the record's)."""
     dataset = dataset or record.get("dataset")
-    recipe, model, table = record["config"].get("recipe"), record["model"], published.table(dataset)
+    recipe, model, table = record["config"].get("recipe"), record["model"], published.TABLES.get(dataset)
     if changed_by_hand(record):  # a recipe with settings changed by hand (paper-epochs2) was chosen by no one
         return ""
     if recipe == "tuned":
@@ -275,13 +263,8 @@ def load_handwriting(folder: Path, records: list[dict]) -> list[Score]:
     none when it was never run. A record that cannot be read or used is left out with a note on stderr."""
     runs = {r["name"]: r for r in records}
     scores = []
-    for path in sorted((folder / "handwriting").glob("*.json")):
-        if path.name.startswith("."):  # a temporary file being written
-            continue
-        try:
-            score = handwriting_score(read_json(path), runs)
-        except ProjectError as exc:
-            score = str(exc).split("; ")[0]
+    for path, record in read_records(folder / "handwriting"):
+        score = handwriting_score(record, runs)
         if isinstance(score, Score):
             scores.append(score)
         else:
@@ -396,14 +379,13 @@ def markdown(rows: list[dict]) -> str:
         secs = [f"{r[k]:.1f}" if r[k] is not None else "" for k in ("seconds_train", "seconds_predict")]
         split = f"{r['n_train']}/{r['n_test']}"
         shown = pct(r["published"]) + (f"–{pct(r['published_high'])}" if r["published_high"] is not None else "")
-        cells = [r["model"], r["setting"], r["features"], shown, acc, *secs, split, r["notes"]]
-        lines.append(cells)
+        lines.append([r["model"], r["setting"], r["features"], shown, acc, *secs, split, r["notes"]])
     return markdown_table(TABLE_HEADER, lines) + "\n"
 
 
 def published_note(dataset: str) -> str:
     """Under the table: whose figures the published column holds and how they were measured."""
-    table = published.table(dataset)
+    table = published.TABLES.get(dataset)
     if table is None:
         return f"\nNo published figures are known for {dataset}; the published column is empty.\n"
     refs = ", ".join(f"{label} {pct(value)}" for label, value in table.references.items())
@@ -455,12 +437,11 @@ def last_experiment_seconds(folder: Path) -> float | None:
 
 
 def write_csv(rows: list[dict], path: Path) -> None:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(path) as tmp:
-        tmp.write_text(buf.getvalue())
+    """The table's rows (table_rows, never empty) as CSV, one column per field."""
+    with atomic_path(path) as tmp, tmp.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def test_images(record: dict, data_dir: Path) -> np.ndarray:
@@ -495,10 +476,9 @@ def published_errors(row: dict) -> tuple[float, float]:
 
 
 def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
-    """Each model's test error (100 - accuracy) on a log axis, fewest errors at the top, marked by what it saw, its
-    published error beside it (grey ring; a range as a grey bar) and the published references no row reproduces
-    (e.g. human performance) as dashed lines. At 99% accuracy what matters is the error: on a log axis 0.4% against
-    3% shows as 7 times the errors, where accuracy bars from zero look the same length."""
+    """Each model's test error on a log axis, fewest at the top, marked by what it saw, beside its published error
+    and the published references no row reproduces (dashed lines). Error, not accuracy: at 99% accuracy, bars from
+    zero look alike where a log axis shows 0.4% against 3% as 7 times the errors."""
     plt = pyplot()
     rows = sorted(rows, key=lambda r: -r["this_repo"])
     ours = np.array([error_pct(r["this_repo"], r["n_test"]) for r in rows])
@@ -508,7 +488,7 @@ def plot_comparison(rows: list[dict], path: Path, dataset: str) -> None:
     ax.hlines(ypos, np.fmin(ours, pub[:, 0]), np.fmax(ours, pub[:, 1]), color="#dddddd", lw=1, zorder=1)  # pairs
     draw_published(ax, ypos, pub)
     draw_ours(ax, ypos, rows, ours)
-    table = published.table(dataset)
+    table = published.TABLES.get(dataset)
     references = draw_references(ax, table)
     log_error_axis(ax, np.concatenate([ours, pub[~np.isnan(pub)], references]))
     names = [f"{r['model']} ({r['setting']})" if r["setting"] else r["model"] for r in rows]
@@ -560,8 +540,8 @@ def log_error_axis(ax, values: np.ndarray) -> None:
 
 
 def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, limit: int = 40) -> int:
+    """The first ``limit`` test images that ``record`` got wrong, true and predicted class; returns how many."""
     plt = pyplot()
-
     x, y = test_images(record, data_dir), np.asarray(record["labels"])
     pred = np.asarray(record["predictions"])
     wrong = np.flatnonzero(pred != y)
@@ -583,11 +563,8 @@ def plot_misclassified(record: dict, data_dir: Path, classes: list, path: Path, 
 def plot_confusions(records: list[dict], classes: list, path: Path) -> None:
     """One confusion matrix per model, of its most accurate run, on a grid with no empty panel."""
     plt = pyplot()
-    best = {}
-    for r in records:
-        if r["model"] not in best or r["accuracy"] > best[r["model"]]["accuracy"]:
-            best[r["model"]] = r
-    records = list(best.values())
+    models = dict.fromkeys(r["model"] for r in records)  # in the table's order
+    records = [max((r for r in records if r["model"] == m), key=lambda r: r["accuracy"]) for m in models]
     cols = min(next((c for c in (4, 3, 5) if len(records) % c == 0), 4), len(records))
     rows = int(np.ceil(len(records) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 4.6 * rows), squeeze=False)

@@ -1,10 +1,4 @@
-"""Each dataset's own published figures: what report.py puts in its "published" column and comparison figure.
-
-A dataset's table names the settings family that reproduces it (``recipe``: ml_main.py's ``--recipe``), the
-protocol behind its figures (said under the report's table), one test accuracy per model (a single figure,
-or a (low, high) range where several comparable submissions are listed), a note per row where a reader
-needs one, and published references that no model here reproduces (drawn as lines, listed under the table).
-"""
+"""Each dataset's own published figures: what report.py puts in its "published" column and comparison figure."""
 
 from __future__ import annotations
 
@@ -16,9 +10,9 @@ class Table:
     source: str  # who published the figures
     protocol: str  # how they were measured
     recipe: str  # the settings family that reproduces them: ml_main.py --recipe
-    rows: dict  # model -> test accuracy, or (low, high)
+    rows: dict  # model -> test accuracy, or (low, high) where several comparable submissions are listed
     notes: dict = field(default_factory=dict)  # model -> what a reader needs to compare its row
-    references: dict = field(default_factory=dict)  # label -> accuracy, no row of this repo
+    references: dict = field(default_factory=dict)  # label -> accuracy that no row of this repo reproduces
 
 
 WRITE_UP = Table(
@@ -80,10 +74,6 @@ TABLES = {
         references={"PreActResNet-18": 0.9782},
     ),
 }
-
-
-def table(dataset: str) -> Table | None:
-    return TABLES.get(dataset)
 
 
 def figure(dataset: str, model: str):

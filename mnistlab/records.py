@@ -1,8 +1,5 @@
-"""A run's record: its name, the files it writes, per-class scores, and the merge of several seeds.
-
-Output folders default to the repo's own folders (not the working folder), so every script works from anywhere;
-each run writes under ``<folder>/<dataset>/<run name>``.
-"""
+"""A run's record: its name, the files it writes (under ``<folder>/<dataset>/<run name>``), per-class scores, and
+the merge of several seeds."""
 
 from __future__ import annotations
 
@@ -56,7 +53,7 @@ def run_paths(config: dict) -> dict:
 
 def per_class_scores(y_true, y_pred, classes) -> dict:
     """Precision, recall, F1 and support per class name: the ``per_class`` field of every results file."""
-    from sklearn.metrics import precision_recall_fscore_support  # here: 0.8 s of imports a --help need not pay
+    from sklearn.metrics import precision_recall_fscore_support  # here: a slow import that --help need not pay
 
     scores = precision_recall_fscore_support(y_true, y_pred, labels=range(len(classes)), zero_division=0)
     return {
@@ -66,10 +63,8 @@ def per_class_scores(y_true, y_pred, classes) -> dict:
 
 
 def summarize_seeds(runs: list[dict]) -> dict:
-    """One record for a model run with several seeds: the first seed's fields (config, history, accuracy,
-    predictions and per-class scores, which agree with each other), every seed's own in ``runs``, and beside
-    them the summary: ``accuracy_mean`` and ``accuracy_std`` (sample standard deviation; None for one seed), and
-    the mean of each timing."""
+    """One record of several seeds' runs: the first seed's fields (which agree with each other), every seed's own in
+    ``runs``, ``accuracy_mean``, ``accuracy_std`` (sample standard deviation; None for one seed) and mean timings."""
     merged = dict(runs[0])
     merged.pop("history", None)
     merged["runs"] = [{k: v for k, v in r.items() if k not in ("history", "config")} for r in runs]

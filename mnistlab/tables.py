@@ -12,8 +12,7 @@ def replace_section(path: Path, marker: str, body: str) -> None:
     """Replace what lies between ``<!-- marker:start -->`` and ``<!-- marker:end -->`` in a text file (the README's
     generated tables), atomically; one line naming the markers when they are missing."""
     start, end = f"<!-- {marker}:start -->", f"<!-- {marker}:end -->"
-    text = require_section(path, marker)
-    head, rest = text.split(start, 1)
+    head, rest = require_section(path, marker).split(start, 1)
     tail = rest.split(end, 1)[1]
     with atomic_path(path) as tmp:
         tmp.write_text(f"{head}{start}\n{body}{end}{tail}")
