@@ -5,29 +5,13 @@
     python demo.py --screenshot plots/demo.png  # draw a 7 in headless Chromium and save the page
     python demo.py --screenshot plots/demo_number.png --number   # write 2026 in number mode and save the page
 
-The page (static/: plain HTML, CSS and JavaScript, no framework, nothing fetched from elsewhere) sends the
-canvas as PNG after every stroke; the server preprocesses it exactly as the command line does
-(read_digit) and answers with the 28x28 input the models saw and every model's top classes. When the drawing
-holds several digits, or nothing digit-like, the answer says so (``doubt``) and the page shows it.
+The page (static/, nothing fetched from elsewhere) sends the canvas as PNG after every stroke to POST /api/predict:
+the answer is the 28x28 input read_digit made, every model's top classes, and a ``doubt`` when the drawing holds
+several digits or none. Number mode sends it to POST /api/number: every model's number as predict.py --number
+reads it, each digit's score and box, and the default network's 28x28 inputs.
 
-Number mode (a wider canvas, or a photo of a number) sends the image to POST /api/number instead: the server
-finds the digits as predict.py --number does (mnistlab.numbers) and answers with every model's number, each
-digit's score and box, and the default network's 28x28 inputs.
-
-Why Python's own http.server: the page needs four routes (the page and its files, the list of models,
-a digit's and a number's prediction), so a web framework would be a dependency for nothing. ThreadingHTTPServer
-keeps the page and its files served while a prediction runs. An upload's body is read first, bounded in size
-(READ_BUDGET over all connections) and time (HEAD_SECONDS for the headers, BODY_SECONDS for the body: a 408
-after), then it waits for one of a few slots (UPLOAD_SLOTS), so a slow client holds no slot while it uploads;
-decoding, preprocessing and prediction take turns (a lock): the models share the CPU cores anyway, and two huge
-images never decode at once. Each image's pixel count is checked from its header before it is decoded
-(mnistlab.images.MAX_PIXELS).
-
-It binds 127.0.0.1 unless --host says otherwise, and faces a browser's other tabs safely: a request whose Host
-or Origin is not this server (DNS rebinding, another site's script) is refused with 403, and the prediction
-APIs take only image content types, which no cross-site HTML form can send (415 otherwise). Request sizes are
-capped, a Content-Length must be one plain number (400 otherwise), HEAD is answered like GET without a body, the
-Server header names no version, and every bad request gets a JSON error, never a traceback.
+It binds 127.0.0.1 unless --host says otherwise, refuses other sites' requests (403) and anything but an image
+upload of bounded size and time, each with a JSON error: docs/design.md ("The page") says how and why.
 """
 
 from __future__ import annotations
@@ -109,8 +93,7 @@ class Demo:
         }
 
     def predict(self, body: bytes, name: str) -> dict:
-        """One digit: every model's top classes for the 28x28 input read_digit would make, and a doubt when the
-        image looks like several digits or like no digit at all."""
+        """One digit: every model's top classes for read_digit's 28x28 input, and a doubt (see doubt)."""
         with self.lock:  # the decoding too: it is what a huge image costs (memory by the pixel)
             x = read_digit(body, name=name)  # the one way a single digit is read, as the command line does
             results = classify_all(self.predictors, x)
@@ -118,8 +101,7 @@ class Demo:
         return {"input": as_pixels(x), "results": results, "doubt": doubt}
 
     def doubt(self, grey: np.ndarray) -> str | None:
-        """Why one digit's answer should not be trusted: several digits (as the default network cuts them), or
-        nothing digit-like; None when the image holds one digit."""
+        """Why one digit's answer is a guess (several digits, as the default network cuts them, or none), or None."""
         try:
             layout = find_layout(grey)
         except ProjectError as exc:
@@ -133,8 +115,7 @@ class Demo:
         return None
 
     def number(self, body: bytes, name: str) -> dict:
-        """A whole number: every model's reading with each digit's score and box, the default network's 28x28
-        inputs, and the image's size for drawing the boxes (number_reply)."""
+        """A whole number: every model's reading, as number_reply answers it."""
         with self.lock:
             grey = read_grey(body, name)
             try:
@@ -147,9 +128,8 @@ class Demo:
 
 
 class Budget:
-    """Bytes that upload bodies may hold in memory at once: an upload takes its declared length before its body is
-    read (a 503 when that much is not free) and gives it back after its answer, so memory stays bounded while
-    slow clients upload, without their holding the slots that decoding and prediction take."""
+    """Bytes that upload bodies may hold in memory at once: taken before a body is read (a 503 when not free), given
+    back after its answer, so slow uploads stay bounded without holding a slot."""
 
     def __init__(self, total: int):
         self.free, self.lock = total, threading.Lock()
@@ -167,8 +147,8 @@ class Budget:
 
 
 class Deadline(io.RawIOBase):
-    """A connection's reading end with a deadline: each read waits at most until ``start``'s deadline (and at most
-    IDLE_SECONDS), so a client that trickles its headers or body a byte at a time cannot hold a thread for ever."""
+    """A connection's reading end where each read waits at most until ``start``'s deadline (and ``idle``), so a
+    client that trickles its headers or body cannot hold a thread for ever."""
 
     def __init__(self, sock: socket.socket):
         self.sock = sock
@@ -225,10 +205,8 @@ def box_xywh(box) -> list[int]:
 def allowed_hosts(host: str, port: int) -> frozenset[str]:
     """The Host header values of this server, as a browser sends them: name:port (and the bare name on port 80).
 
-    Listening on 127.0.0.1 or ::1: that address and localhost. On a name or another address: it and the
-    addresses it resolves to. On every address (0.0.0.0, ::): the loopback names and this machine's names; any
-    IP address is accepted then as well (Server.host_allowed): DNS rebinding needs a name, one that the
-    attacker's DNS resolves to this machine.
+    On loopback: that address and localhost; on a name or another address: it and what it resolves to; on every
+    address (0.0.0.0, ::): the loopback and this machine's names (and any IP address, see Server.host_allowed).
     """
     try:
         resolved = [info[4][0] for info in socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)]
@@ -275,8 +253,7 @@ class Handler(BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 (the name http.server dispatches to)
         self._guard(self._get)
 
-    def do_HEAD(self):  # noqa: N802 (like GET, without the body: see _json and _static)
-        self._guard(self._get)
+    do_HEAD = do_GET  # noqa: N815 (like GET, without the body: see _json and _static)
 
     def do_POST(self):  # noqa: N802
         self._guard(self._post)
@@ -298,11 +275,8 @@ class Handler(BaseHTTPRequestHandler):
             self._json(500, {"error": f"internal error ({type(exc).__name__}); see the server's log"})
 
     def _foreign(self) -> str | None:
-        """Why a request comes from elsewhere (a Host or Origin that is not this server), or None.
-
-        A Host of another name is DNS rebinding: a site whose name now resolves to 127.0.0.1. An Origin of another
-        site is its script or form; a same-origin fetch() sends this server's own origin.
-        """
+        """Why a request comes from elsewhere, or None: another Host is DNS rebinding, another Origin another site's
+        script or form (a same-origin fetch() sends this server's own)."""
         host, origin, url = self.headers.get("Host"), self.headers.get("Origin"), self.server.url
         if host is None:
             return f"a Host header is required; open {url}"
@@ -423,30 +397,25 @@ class Handler(BaseHTTPRequestHandler):
         return int(text) if re.fullmatch(r"[0-9]{1,18}", text) else -1
 
     def _refuse(self, status: int, message: str, unread: int = 0, retry: bool = False) -> None:
-        """Answer a request whose body was not read, then read and drop it (bounded, briefly) before closing.
-
-        Closing a socket with unread data makes the kernel send a reset, which a client may report
-        instead of the answer; so the rest of the body is read first, up to DRAIN_LIMIT.
-        """
+        """Answer a request whose body was not read, then drop up to DRAIN_LIMIT of it before closing: closing with
+        unread data sends a reset, which a client may report instead of the answer."""
         self.close_connection = True
         self._json(status, {"error": message}, retry=retry)
         self.wfile.flush()
         self.rfile.raw.start(DRAIN_SECONDS, idle=1.0)  # a client that claims more than it sends: dropped in a second
         unread = min(unread, DRAIN_LIMIT)
-        try:
+        with contextlib.suppress(OSError):
             while unread > 0 and (chunk := self.rfile.read1(min(unread, 1 << 16))):
                 unread -= len(chunk)
-        except OSError:
-            pass
 
     def send_error(self, code, message=None, explain=None):
         """http.server's own refusals (bad request line, oversized headers, unknown method) in JSON too."""
         self.close_connection = True
         if self.request_version == "HTTP/0.9":  # a version it refused (HTTP/2.0): still a status line, not a bare body
             self.request_version = "HTTP/1.1"
-        self._json(code, {"error": message or HTTPStatus(code).phrase}, body=self.command != "HEAD")
+        self._json(code, {"error": message or HTTPStatus(code).phrase})
 
-    def _json(self, status: int, obj, body: bool = True, retry: bool = False) -> None:
+    def _json(self, status: int, obj, retry: bool = False) -> None:
         data = json.dumps(obj, allow_nan=False, default=jsonable).encode()
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
@@ -456,7 +425,7 @@ class Handler(BaseHTTPRequestHandler):
             self.send_header("Retry-After", "1")
         self._common_headers()
         self.end_headers()
-        if body and self.command != "HEAD":
+        if self.command != "HEAD":
             self.wfile.write(data)
 
     def _common_headers(self) -> None:

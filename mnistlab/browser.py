@@ -1,9 +1,7 @@
 """Drive demo.py's page in headless Chromium (Playwright): draw digits and numbers with the mouse, take the screenshot.
 
-Used by ``python demo.py --screenshot PATH [--number]`` and by tests/test_demo.py, so that both draw the same
-strokes.
-Kept apart from demo.py because the server needs nothing but the standard library; this needs Playwright and a
-Chromium: the system one (``apt-get install chromium``), $CHROMIUM, or Playwright's own download.
+Shared by ``demo.py --screenshot`` and tests/test_demo.py, so both draw the same strokes; apart from demo.py, whose
+server needs only the standard library, because this needs Playwright and a Chromium.
 """
 
 from __future__ import annotations
@@ -60,12 +58,8 @@ VIEWPORT = {"width": 1000, "height": 640}
 
 def find_chromium() -> str | None:
     """$CHROMIUM, else a system Chromium on the PATH; None: let Playwright use its own download."""
-    if os.environ.get("CHROMIUM"):
-        return os.environ["CHROMIUM"]
-    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
-        if path := shutil.which(name):
-            return path
-    return None
+    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
+    return os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, names)), None)
 
 
 def launch(playwright):
@@ -89,9 +83,8 @@ def sent_count(page) -> int:
 
 
 def wait_until(page, expression: str, timeout_ms: float = 15000):
-    """Poll ``expression`` in the page from Python until it is truthy; return its value. Not
-    page.wait_for_function: its in-page polling evaluates a string, which the page's CSP (no 'unsafe-eval')
-    refuses whenever the condition is not already true at the first check (seen on a loaded machine)."""
+    """Poll ``expression`` in the page from Python until it is truthy; return its value. Not page.wait_for_function:
+    its in-page polling evaluates a string, which the page's CSP (no 'unsafe-eval') refuses."""
     deadline = time.monotonic() + timeout_ms / 1000
     while not (value := page.evaluate(expression)):
         if time.monotonic() > deadline:
@@ -125,13 +118,12 @@ def draw_stroke(page, points: list[tuple[float, float]]) -> None:
     page.mouse.up()
 
 
-def draw_number(page, number: str, clear: bool = True) -> None:
+def draw_number(page, number: str) -> None:
     """In number mode, clear the wide pad and write ``number`` digit by digit, each in its own slot (a square of
     the pad's height, 0.8 of it apart), stroke by stroke; wait for the models' answer to the last stroke."""
     if page.evaluate("document.body.dataset.mode") != "number":
         page.click("#mode-number")
-    if clear:
-        page.click("#clear")
+    page.click("#clear")
     before = sent_count(page)
     box = page.locator("#pad").bounding_box()
     side = box["height"]
