@@ -4,17 +4,10 @@
     python -m benchmarks.whole_numbers --count 140 --no-docs  # a quick look, nothing written into the docs
     python -m benchmarks.whole_numbers --split train          # numbers of training digits: for choosing settings
 
-Each number is built from real handwriting: MNIST test digits (3 numbers in 4) or the UCI digits handwriting.py
-uses (1 in 4; 43 other writers, upscaled 8x8 scans), one source per number. The digits get a size (30 to 80 pixels
-tall), a size variation of +-15%, uneven spacing, a sloping baseline and vertical jitter, dark ink on light paper
-(one number in five in colour), a little noise, and are saved as PNG or JPEG. Half the numbers keep every digit
-apart (separated); in the other half one pair in five digits (at least one) touches or slightly overlaps
-(touching: checked on the pixels, the pair is one connected mark). Each file is then read back the way
-predict.py --number --all reads one (mnistlab.numbers): the default network chooses the cuts and every model
-reads those digits (--own-cuts: each model cuts for itself).
-
-Reported per model: digit accuracy (1 - edit distance / digits, OCR's character accuracy), whole-number accuracy
-and digit-count accuracy, by number length and by separated/touching; and the page's time for a 6-digit number.
+Each number is built from real handwriting (MNIST test digits, or 1 in 4 from the UCI digits handwriting.py uses),
+separated or with touching pairs, saved as PNG or JPEG and read back as predict.py --number --all reads it (the
+default network cuts; --own-cuts: each model cuts for itself); how they are built: docs/numbers.md. Reported per
+model: digit, whole-number and digit-count accuracy, by number length and kind; and the page's time for 6 digits.
 """
 
 from __future__ import annotations
@@ -35,6 +28,7 @@ from PIL import Image
 from scipy import ndimage
 
 from mnistlab.data import load_split
+from mnistlab.datasets import INK_THRESHOLD
 from mnistlab.errors import ProjectError, run_cli
 from mnistlab.flags import DEVICES, in_range, path_type, seed_type
 from mnistlab.images import to_mnist
@@ -46,7 +40,6 @@ from mnistlab.tables import markdown_table, replace_section
 
 LENGTHS = range(2, 9)
 DOCS = REPO / "docs" / "numbers.md"
-INK = 0.25  # a glyph's pixel counts as ink for placing touching pairs: to_mnist's threshold (INK_THRESHOLD)
 OVERLAP = 0.2  # touching digits' boxes overlap by at most this share of the narrower one: slightly, not interleaved
 COLOURS = [(25, 45, 160), (160, 30, 30), (20, 110, 60), (60, 40, 110)]  # ballpoint blue, red, green, violet
 
@@ -79,7 +72,7 @@ def touching_shift(a: np.ndarray, ax: int, ay: int, b: np.ndarray, by: int) -> i
     no row holds ink of both."""
     best = None
     for r in range(max(ay, by), min(ay + a.shape[0], by + b.shape[0])):
-        ra, rb = np.flatnonzero(a[r - ay] > INK), np.flatnonzero(b[r - by] > INK)
+        ra, rb = np.flatnonzero(a[r - ay] > INK_THRESHOLD), np.flatnonzero(b[r - by] > INK_THRESHOLD)
         if len(ra) and len(rb):
             x = ax + ra[-1] - rb[0] + 1
             best = x if best is None else max(best, x)
@@ -112,13 +105,13 @@ def compose(glyphs: list[np.ndarray], touching: set[int], rng) -> tuple[np.ndarr
         boxes.append((oy, ox, oy + g.shape[0], ox + g.shape[1]))
         region = np.s_[oy : oy + g.shape[0], ox : ox + g.shape[1]]
         canvas[region] = np.maximum(canvas[region], g)
-        owner[region][g > INK] = i
+        owner[region][g > INK_THRESHOLD] = i
     return canvas, touched_pairs(canvas, owner, len(parts)), boxes
 
 
 def touched_pairs(canvas: np.ndarray, owner: np.ndarray, n: int) -> set[int]:
     """Which neighbours share a connected mark of ink (to_mnist's threshold) on the final canvas."""
-    labels, _ = ndimage.label(canvas > 0.25 * canvas.max(), structure=np.ones((3, 3)))
+    labels, _ = ndimage.label(canvas > INK_THRESHOLD * canvas.max(), structure=np.ones((3, 3)))
     marks = [set(np.unique(labels[owner == i])) - {0} for i in range(n)]
     return {i for i in range(n - 1) if marks[i] & marks[i + 1]}
 
@@ -185,8 +178,6 @@ def read_all(paths: list[Path], predictors, own_cuts: bool = False) -> list[list
         try:
             layout = read_image(path)
         except ProjectError:
-            layout = None
-        if layout is None:
             readings = [None] * len(predictors)
         else:
             readings = [read_layout(layout, p) for p in predictors] if own_cuts else read_number(layout, predictors)
@@ -208,12 +199,11 @@ def scores(numbers: list[dict], read: list[str]) -> dict:
     """Digit accuracy (1 - edit distance / digits), whole-number and digit-count accuracy, and how many."""
     if not numbers:
         return {"digits": None, "whole": None, "count": None, "n": 0}
-    truth = [n["number"] for n in numbers]
-    errors = sum(edit_distance(r, t) for r, t in zip(read, truth, strict=True))
+    pairs = list(zip(read, (n["number"] for n in numbers), strict=True))
     return {
-        "digits": 1 - errors / sum(map(len, truth)),
-        "whole": float(np.mean([r == t for r, t in zip(read, truth, strict=True)])),
-        "count": float(np.mean([len(r) == len(t) for r, t in zip(read, truth, strict=True)])),
+        "digits": 1 - sum(edit_distance(r, t) for r, t in pairs) / sum(len(t) for _, t in pairs),
+        "whole": float(np.mean([r == t for r, t in pairs])),
+        "count": float(np.mean([len(r) == len(t) for r, t in pairs])),
         "n": len(numbers),
     }
 

@@ -1,31 +1,14 @@
 """Read a whole number: one image of several handwritten digits becomes its digits, left to right, each framed
-exactly as a single digit is (mnistlab.images.to_mnist), and each model's reading of them.
+exactly as a single digit is (mnistlab.images.to_mnist), and each model's reading of them. See docs/numbers.md.
 
     layout = find_layout(grey)                 # no model needed: the marks, and every candidate piece, framed
     reading = read_layout(layout, model)       # one model's number: the cuts it is surest of, its digits' scores
     readings = read_number(layout, models)     # every model: the first one cuts, all read its digits
     digits = find_digits(grey, model)          # find and read in one call: [Digit(label, score, box, x28), ...]
 
-Finding the digits (find_layout), seeing ink the way to_mnist does (dark-on-light paper inverted, the paper's
-grey level removed, scaled to 1; INK_THRESHOLD makes a pixel ink):
-
-1. marks: the 8-connected parts of the ink (scipy.ndimage.label, find_objects). Tiny ones (JPEG noise) and rules
-   (an underline: far wider than any digit is tall, and flat) are dropped before anything else.
-2. groups: marks that overlap horizontally by half the narrower one, and nearly touch vertically, are one digit
-   written in several strokes (a 4, a 5 with its bar lifted). Dots, dashes and smudges (hardly taller than their
-   strokes are thick) and specks (small beside the number's own digit height) are dropped; a flat stroke at a
-   digit's top or bottom joins it. Nothing left, more than MAX_DIGITS groups (a page of text), or rows of groups
-   that do not overlap vertically (lines of writing) is one ProjectError line: never a guess.
-3. cuts: a group wide enough to be two digits (touching, or overlapping neighbours) gets candidate cuts: seams,
-   the cheapest top-to-bottom paths through its ink from columns across it, bent around the strokes; of those
-   that divide the ink differently, the ones crossing the least ink are kept, and every piece between two cuts is
-   framed by to_mnist. Which cuts are kept is the model's choice, the classic segmentation by recognition: the
-   path through the pieces with the highest sum of log confidence plus a shape prior (a piece much lower than its
-   group is a sliver; a piece read as an 8 but wider than MNIST's 8s ever are is likely two digits: ASPECT_MU).
-
-A lone digit is framed as read_digit frames it: the same ink, the same crop (the threshold's bounding box), the
-same to_mnist call; so a single digit reads the same either way (tests/test_numbers.py checks it). The settings
-below were chosen on numbers built from MNIST training digits (python -m benchmarks.whole_numbers --split train).
+Marks (8-connected ink) are grouped into digits, specks and dashes dropped, anything but one line of digits refused;
+a wide group gets candidate cuts, and the model chooses among them (segmentation by recognition). The settings
+below were chosen on numbers of MNIST training digits (python -m benchmarks.whole_numbers --split train).
 """
 
 from __future__ import annotations
@@ -58,10 +41,8 @@ CUT_STEP, EDGE = 0.08, 0.12  # candidate cuts start every 0.08 heights, 0.12 hei
 BAND = 0.25  # a seam strays at most 0.25 heights from its column
 MAX_PIECE = 1.6  # a piece wider than 1.6 digit heights is not tried as one digit
 SLIVER = 0.08  # a cut piece's parts with less than this share of its ink are the neighbour's stroke ends
-# The shape prior, in log units: a piece much lower than its group (SHORT) is a sliver; each digit costs PIECE_COST.
-SHORT, SHORT_COST, PIECE_COST = 0.6, 8.0, 0.0
-# Each digit's width/height in MNIST as a log-normal: the median and spread of log(width/height) over 30000
-# training digits (cropped at INK_THRESHOLD), 0 to 9. Weighted by SHAPE_WEIGHT, capped at SHAPE_CAP.
+SHORT, SHORT_COST = 0.6, 8.0  # a piece lower than 0.6 of its group is a sliver: it costs 8 per height short, in log
+# Each digit's (0 to 9) log(width/height) in MNIST training digits as a log-normal, weighted and capped (log units).
 ASPECT_MU = (-0.11, -0.92, -0.05, -0.22, -0.22, -0.05, -0.36, -0.22, -0.29, -0.36)
 ASPECT_SD = (0.2, 0.48, 0.2, 0.22, 0.26, 0.29, 0.2, 0.26, 0.23, 0.19)
 SHAPE_WEIGHT, SHAPE_CAP = 0.1, 8.0
@@ -129,10 +110,8 @@ def read_image(source, name: str | None = None) -> Layout:
 
 
 def read_number(layout: Layout, predictors: list) -> list[Reading]:
-    """Every model's reading of the same digits: the first model (the default network, where one is trained)
-    chooses the cuts, the others read the pieces it kept. Why one cutter: the candidate pieces of touching digits
-    are many, and a slow classical model (an RBF SVM: tens of milliseconds a digit) could not score them all in
-    time for the page; one set of digits also lets the page compare the models digit by digit."""
+    """Every model's reading of the same digits: the first model chooses the cuts, the others read the pieces it
+    kept (a slow classical model could not score every candidate piece in time for the page)."""
     if not predictors:
         return []
     first = read_layout(layout, predictors[0])
@@ -143,50 +122,43 @@ def read_layout(layout: Layout, predictor=None, pieces: list[int] | None = None)
     """``predictor``'s reading: of the given ``pieces``, or else of the cuts it is surest of (it scores every
     candidate piece; see the module's docstring)."""
     start = time.perf_counter()
-    n = len(layout.inputs)
+    name, family, kind = (
+        (predictor.name, predictor.family, predictor.score_kind) if predictor else ("shape prior", "none", "none")
+    )
     classes = predictor.classes if predictor else ["?"]
     if pieces is None:
-        scores = predictor.predict(layout.inputs) if predictor else np.ones((n, 1), np.float32)
-        pieces = choose(layout, scores, predictor.score_kind if predictor else "probability", classes)
-        scores = dict(zip(pieces, scores[pieces], strict=True))
+        scores = predictor.predict(layout.inputs) if predictor else np.ones((len(layout.inputs), 1), np.float32)
+        pieces = choose(layout, scores, kind if predictor else "probability", classes)
+        scores = scores[pieces]
     else:
-        scores = dict(zip(pieces, predictor.predict(layout.inputs[pieces]), strict=True)) if pieces else {}
+        scores = predictor.predict(layout.inputs[pieces]) if pieces else []
     digits = []
-    for k in pieces:
-        best = int(np.argmax(scores[k]))
-        digits.append(Digit(classes[best], float(scores[k][best]), layout.boxes[k], layout.inputs[k]))
-    ms = 1000 * (time.perf_counter() - start)
-    if predictor is None:
-        return Reading("shape prior", "none", "none", digits, pieces, ms)
-    return Reading(predictor.name, predictor.family, predictor.score_kind, digits, pieces, ms)
+    for k, row in zip(pieces, scores, strict=True):
+        best = int(np.argmax(row))
+        digits.append(Digit(classes[best], float(row[best]), layout.boxes[k], layout.inputs[k]))
+    return Reading(name, family, kind, digits, pieces, 1000 * (time.perf_counter() - start))
 
 
 def choose(layout: Layout, scores: np.ndarray, kind: str, classes: list) -> list[int]:
     """The pieces holding ink on the best path through each group, left to right: the model's log confidence
-    plus the shape priors of each piece (shape_prior, class_shape)."""
+    plus the shape priors of each piece (a sliver: SHORT; class_shape)."""
     boxes = np.array(layout.boxes, dtype=np.float64).reshape(-1, 4)
-    prior = shape_prior(boxes, layout.reference) + class_shape(boxes, scores.argmax(axis=1), classes)
+    short = -SHORT_COST * np.maximum(0.0, SHORT - (boxes[:, 2] - boxes[:, 0]) / np.maximum(layout.reference, 1))
+    prior = short + class_shape(boxes, scores.argmax(axis=1), classes)
     confidence = confidences(scores, kind)
     confidence /= max(confidence.max(), 1e-6)  # sure = as sure as this model gets (label smoothing caps it near 0.9)
-    value = np.log(np.maximum(confidence, 1e-6)) + prior
-    value = np.where(layout.empty, 0.0, value)  # an empty piece reads as no digit: neither cost nor bonus
+    value = np.where(layout.empty, 0.0, np.log(np.maximum(confidence, 1e-6)) + prior)  # empty: neither cost nor bonus
     return [k for group in layout.groups for k in best_path(group, value) if not layout.empty[k]]
 
 
 def class_shape(boxes: np.ndarray, best: np.ndarray, classes: list) -> np.ndarray:
     """Per piece, in log units: how unusual its width/height is for the digit it is read as (ASPECT); 0 for a
     model of other classes. A piece read as an 8 but wider than tall is more likely two digits."""
-    if [str(c) for c in classes] != [str(d) for d in range(10)]:
+    if list(map(str, classes)) != list("0123456789"):
         return np.zeros(len(boxes))
     mu, sd = np.array(ASPECT_MU)[best], np.array(ASPECT_SD)[best]
     aspect = np.log(np.maximum(boxes[:, 3] - boxes[:, 1], 1) / np.maximum(boxes[:, 2] - boxes[:, 0], 1))
     return -SHAPE_WEIGHT * np.minimum(((aspect - mu) / sd) ** 2 / 2, SHAPE_CAP)
-
-
-def shape_prior(boxes: np.ndarray, reference: np.ndarray) -> np.ndarray:
-    """Per piece, in log units: a piece much lower than its group is a sliver of a cut (SHORT), and PIECE_COST."""
-    height = boxes[:, 2] - boxes[:, 0]
-    return -SHORT_COST * np.maximum(0.0, SHORT - height / np.maximum(reference, 1)) - PIECE_COST
 
 
 def confidences(scores: np.ndarray, kind: str) -> np.ndarray:
@@ -232,9 +204,9 @@ def ink_of(grey: np.ndarray) -> np.ndarray:
 
 def work_scale(grey: np.ndarray) -> tuple[np.ndarray, int]:
     """The image averaged down by a whole factor when it has over WORK_PIXELS (a phone photo), and the factor."""
-    factor = math.ceil(math.sqrt(grey.size / WORK_PIXELS)) if grey.size > WORK_PIXELS else 1
-    if factor == 1:
+    if grey.size <= WORK_PIXELS:
         return grey, 1
+    factor = math.ceil(math.sqrt(grey.size / WORK_PIXELS))
     h, w = grey.shape[0] // factor, grey.shape[1] // factor
     return grey[: h * factor, : w * factor].reshape(h, factor, w, factor).mean(axis=(1, 3)), factor
 
@@ -242,7 +214,6 @@ def work_scale(grey: np.ndarray) -> tuple[np.ndarray, int]:
 def find_layout(grey: np.ndarray) -> Layout:
     """Every group of marks in ``grey`` and its candidate pieces, framed; ProjectError when none is digit-like."""
     start = time.perf_counter()
-    original = np.shape(grey)
     small, factor = work_scale(np.asarray(grey, dtype=np.float32))
     ink = ink_of(small)
     core = ink > INK_THRESHOLD
@@ -252,28 +223,20 @@ def find_layout(grey: np.ndarray) -> Layout:
     boxes = [(s[0].start, s[1].start, s[0].stop, s[1].stop) for s in ndimage.find_objects(labels)]
     members, height = group_marks(boxes, np.bincount(labels.ravel())[1:], core)
     owner = np.zeros(len(boxes) + 1, dtype=np.int32)  # mark label -> its group's number (1...), 0: dropped
-    for g, marks in enumerate(members, 1):
+    for g, (_, marks) in enumerate(members, 1):
         owner[np.array(marks) + 1] = g
     owner = owner[labels]
-    groups = []
-    for g, marks in enumerate(members, 1):
-        box = union(boxes, marks)
-        groups.append((box, *cut_group(own_ink(owner, core, ink, box, g), box, height)))
-    layout = build_layout(groups, factor, original)
+    groups = [
+        (box, *cut_group(own_ink(owner, core, ink, box, g), box, height)) for g, (box, _) in enumerate(members, 1)
+    ]
+    layout = build_layout(groups, factor, np.shape(grey))
     layout.ms = 1000 * (time.perf_counter() - start)
     return layout
 
 
-def union(boxes, marks) -> tuple[int, int, int, int]:
-    box = boxes[marks[0]]
-    for m in marks[1:]:
-        box = join(box, boxes[m])
-    return box
-
-
-def group_marks(boxes: list, sizes: np.ndarray, core: np.ndarray) -> tuple[list[list[int]], float]:
-    """The marks of each digit-like group, left to right, and the number's digit height (pixels); ProjectError
-    when there is no one number to read."""
+def group_marks(boxes: list, sizes: np.ndarray, core: np.ndarray) -> tuple[list, float]:
+    """The [box, marks] of each digit-like group, left to right, and the number's digit height (pixels);
+    ProjectError when there is no one number to read."""
     tallest = max(b[2] - b[0] for b in boxes)
     keep = [
         m
@@ -297,7 +260,7 @@ def group_marks(boxes: list, sizes: np.ndarray, core: np.ndarray) -> tuple[list[
         raise ProjectError(f"nothing digit-like: the marks are at most {heights[-1]} pixels tall")
     groups = attach_strokes([g for g in groups if max(g[0][2] - g[0][0], g[0][3] - g[0][1]) >= SPECK * height], height)
     check_one_number(groups)
-    return [marks for _, marks in sorted(groups, key=lambda g: g[0][1] + g[0][3])], height
+    return sorted(groups, key=lambda g: g[0][1] + g[0][3]), height
 
 
 def join(a, b) -> tuple[int, int, int, int]:
@@ -364,12 +327,6 @@ def check_one_number(groups: list) -> None:
 
 
 # ---------------------------------------------------------------- cutting the groups
-@dataclass
-class Piece:
-    box: tuple[int, int, int, int]
-    x28: np.ndarray | None
-
-
 def own_ink(owner: np.ndarray, marked: np.ndarray, ink: np.ndarray, box, g: int) -> np.ndarray:
     """The group's ink within its box: each pixel belongs to the group of the nearest mark (so an anti-aliased
     edge stays with its stroke), and dropped marks (specks, rules) are no one's."""
@@ -377,16 +334,15 @@ def own_ink(owner: np.ndarray, marked: np.ndarray, ink: np.ndarray, box, g: int)
     sub = owner[top:bottom, left:right]
     own = ink[top:bottom, left:right].copy()
     own[marked[top:bottom, left:right] & (sub == 0)] = 0.0
-    others = (sub > 0) & (sub != g)
-    if others.any():
+    if ((sub > 0) & (sub != g)).any():
         nearest = ndimage.distance_transform_edt(sub == 0, return_distances=False, return_indices=True)
         own[sub[nearest[0], nearest[1]] != g] = 0.0
     return own
 
 
 def cut_group(own: np.ndarray, box, height: float) -> tuple[int, dict, list[int]]:
-    """(bounds, {(i, j): Piece}, strokes each boundary's cut crosses): the pieces between every pair of candidate
-    cuts no wider than MAX_PIECE."""
+    """(bounds, {(i, j): (box, x28)}, strokes each boundary's cut crosses): the pieces between every pair of
+    candidate cuts no wider than MAX_PIECE."""
     h, w = own.shape
     core = own > INK_THRESHOLD
     cuts = candidate_cuts(core, height) if w > SPLIT_ASPECT * h else []
@@ -399,8 +355,8 @@ def cut_group(own: np.ndarray, box, height: float) -> tuple[int, dict, list[int]
         for j in range(i + 1, len(left_of)):
             if j > i + 1 and centres[j] - centres[i] > MAX_PIECE * height:
                 break
-            whole = (i, j) == (0, len(left_of) - 1)
-            pieces[i, j] = make_piece(np.where(left_of[j] & ~left_of[i], own, 0.0), box, cut=not whole)
+            cut = (i, j) != (0, len(left_of) - 1)
+            pieces[i, j] = make_piece(np.where(left_of[j] & ~left_of[i], own, 0.0), box, cut)
     return len(left_of) - 1, pieces, strokes
 
 
@@ -456,11 +412,12 @@ def seams(core: np.ndarray, columns: np.ndarray, band: int) -> np.ndarray:
     return np.take_along_axis(xs, path, axis=1), cost
 
 
-def make_piece(piece: np.ndarray, box, cut: bool) -> Piece:
-    """The ink between two cuts (rid of the neighbour's stray ends when it was cut), framed by to_mnist."""
+def make_piece(piece: np.ndarray, box, cut: bool) -> tuple[tuple, np.ndarray | None]:
+    """The ink between two cuts (rid of the neighbour's stray ends when it was cut): its box, framed by to_mnist
+    (None: no ink)."""
     core = piece > INK_THRESHOLD
     if not core.any():
-        return Piece(box[:2] * 2, None)
+        return box[:2] * 2, None
     if cut:
         parts, n = ndimage.label(core, structure=np.ones((3, 3)))
         sizes = np.bincount(parts.ravel())
@@ -468,23 +425,20 @@ def make_piece(piece: np.ndarray, box, cut: bool) -> Piece:
             piece[(sizes[parts] < SLIVER * sizes[1:].sum()) & core] = 0.0
             core = piece > INK_THRESHOLD
     rows, cols = np.flatnonzero(core.any(axis=1)), np.flatnonzero(core.any(axis=0))
-    height, width = rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
     crop = np.pad(piece[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1], 1)  # a paper border: to_mnist's median
-    top, left = box[0] + rows[0], box[1] + cols[0]
-    return Piece((top, left, top + height, left + width), to_mnist(crop))
+    return (box[0] + rows[0], box[1] + cols[0], box[0] + rows[-1] + 1, box[1] + cols[-1] + 1), to_mnist(crop)
 
 
 def build_layout(groups: list, factor: int, shape) -> Layout:
     """All groups' pieces in one batch (each model scores them in one call), boxes in the image's pixels."""
     boxes, inputs, reference, empty, out = [], [], [], [], []
     for box, bounds, pieces, strokes in groups:
-        spans = {}
-        for span, piece in pieces.items():
-            spans[span] = len(boxes)
-            boxes.append(tuple(int(v * factor) for v in piece.box))
-            inputs.append(piece.x28 if piece.x28 is not None else np.zeros((28, 28), np.float32))
+        spans = {span: len(boxes) + n for n, span in enumerate(pieces)}
+        for piece_box, x28 in pieces.values():
+            boxes.append(tuple(int(v * factor) for v in piece_box))
+            inputs.append(np.zeros((28, 28), np.float32) if x28 is None else x28)
             reference.append((box[2] - box[0]) * factor)
-            empty.append(piece.x28 is None)
+            empty.append(x28 is None)
         out.append(Group(tuple(int(v * factor) for v in box), bounds, spans, strokes))
     return Layout(
         tuple(shape),
