@@ -29,8 +29,6 @@ from mnistlab.tables import markdown_table, replace_section, require_section
 SUITES = ("data", "ml", "dl", "predict")  # the default: every suite that runs on the CPU
 ALL_SUITES = (*SUITES, "gpu")
 COLUMNS = ("suite", "name", "accuracy", "seconds", "baseline", "speedup", "note")
-
-
 SPEED_PAGE = REPO / "docs" / "speed.md"  # where --update-readme writes each suite's table
 
 
@@ -47,8 +45,8 @@ def cell(row: dict, key: str) -> str:
     return str(value)
 
 
-def format_table(rows: list[dict]) -> str:
-    return markdown_table(COLUMNS, [[cell(r, k) for k in COLUMNS] for r in rows])
+def format_table(rows: list[dict], columns: tuple = COLUMNS) -> str:
+    return markdown_table(columns, [[cell(r, k) for k in columns] for r in rows])
 
 
 def add_speedups(rows: list[dict]) -> None:
@@ -97,20 +95,18 @@ def parse_args(argv=None):
 
 def _main(argv=None) -> int:
     args = parse_args(argv)
-    suites = list(dict.fromkeys(args.suite))  # in the order given, each once
-    if args.update_readme and suites == ["gpu"]:
+    cpu_suites = [s for s in dict.fromkeys(args.suite) if s != "gpu"]  # in the order given, each once
+    if args.update_readme and not cpu_suites:
         raise ProjectError("--update-readme writes the CPU suites' tables (the gpu suite has its own file): add one")
-    for suite in suites if args.update_readme else ():
-        if suite != "gpu":  # before the work, not after it
-            require_section(SPEED_PAGE, f"bench:{suite}")
+    for suite in cpu_suites if args.update_readme else ():  # before the work, not after it
+        require_section(SPEED_PAGE, f"bench:{suite}")
     check_output_dirs({"--results-dir": args.results_dir})  # before any work, not after it
-    code = 0
-    if any(s != "gpu" for s in suites):
-        run_suites([s for s in suites if s != "gpu"], args)
-    if "gpu" in suites:
-        print("== gpu", flush=True)
-        code = importlib.import_module("benchmarks.gpu").main(args)
-    return code
+    if cpu_suites:
+        run_suites(cpu_suites, args)
+    if "gpu" not in args.suite:
+        return 0
+    print("== gpu", flush=True)
+    return importlib.import_module("benchmarks.gpu").main(args)
 
 
 def run_suites(suites: list[str], args) -> None:
@@ -118,10 +114,7 @@ def run_suites(suites: list[str], args) -> None:
     rows, start = [], time.perf_counter()
     for suite in suites:
         print(f"== {suite}", flush=True)
-        suite_rows = importlib.import_module(f"benchmarks.{suite}").run(args)
-        for r in suite_rows:
-            r.setdefault("suite", suite)
-        rows += suite_rows
+        rows += [{**r, "suite": suite} for r in importlib.import_module(f"benchmarks.{suite}").run(args)]
     add_speedups(rows)
     table = format_table(rows)
     print(table)
@@ -145,8 +138,7 @@ def suite_section(suite: str, rows: list[dict], env: dict) -> str:
     module = importlib.import_module(f"benchmarks.{suite}")
     if hasattr(module, "readme"):
         return module.readme(rows, env)
-    columns = [c for c in COLUMNS if c != "suite"]
-    table = markdown_table(columns, [[cell(r, k) for k in columns] for r in rows])
+    table = format_table(rows, COLUMNS[1:])
     libraries = ", ".join(f"{name} {env[name]}" for name in ("scikit-learn", "scikit-learn-intelex") if env.get(name))
     return (
         f"Measured by `python bench.py --suite {suite} --update-readme` on {env['cpu']} ({cores_phrase(env['cpus'])}), "

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mnistlab.cache import read_json_split
+from mnistlab.cache import parse_split, read_json_split
 from mnistlab.data import load_split
 from mnistlab.paths import REPO
 
@@ -39,8 +39,6 @@ def run(args) -> list[dict]:
         (xj, yj), json_load = timed(lambda: read_json_split(Path(tmp) / "mnist" / "train.json"))
         assert np.array_equal(x, xj) and np.array_equal(y, yj)
         from torchvision.datasets import MNIST  # noqa: F401  (import cost kept out of the timing)
-
-        from mnistlab.cache import parse_split
 
         _, tv = timed(lambda: parse_split(Path(tmp) / "mnist" / "raw", "train", 10))
     rows += [

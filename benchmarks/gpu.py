@@ -62,6 +62,15 @@ class CheckSkippedError(Exception):
     """A check that cannot run here; its message is the row's note."""
 
 
+def sizes(size: dict) -> list:
+    """dl_main.py's data-slice flags for a dict with "train" and "test" image counts."""
+    return ["--train-size", size["train"], "--test-size", size["test"]]
+
+
+def last_line(text: str) -> str:
+    return (text.strip().splitlines() or ["(no message)"])[-1].strip()
+
+
 def check(holds: bool, reason: str) -> None:
     if not holds:
         raise CheckFailedError(reason)
@@ -86,25 +95,13 @@ class Check:
 
     def measured(self) -> list[str]:
         """The measured steps' data: all of it, or with --quick a small slice and one epoch."""
-        return ["--train-size", QUICK["train"], "--test-size", QUICK["test"], "--epochs", QUICK["epochs"]] * self.quick
+        return [*sizes(QUICK), "--epochs", QUICK["epochs"]] * self.quick
 
     def argv(self, folder: str, flags) -> list[str]:
         """dl_main.py's arguments with every output under a temporary folder, on the checked device and data."""
         out, quick = self.tmp / folder, ["--threads", "1"] if self.quick and self.device == "cpu" else []
-        return [
-            *map(str, flags),
-            *quick,
-            "--device",
-            self.device,
-            "--data-dir",
-            str(self.data_dir),
-            "--results-dir",
-            str(out / "results"),
-            "--plots-dir",
-            str(out / "plots"),
-            "--checkpoint-dir",
-            str(out / "checkpoints"),
-        ]
+        outputs = ("--results-dir", out / "r", "--plots-dir", out / "p", "--checkpoint-dir", out / "c")
+        return list(map(str, (*flags, *quick, "--device", self.device, "--data-dir", self.data_dir, *outputs)))
 
 
 def record_path(argv: list[str]) -> Path:
@@ -125,29 +122,27 @@ def train(ctx: Check, folder: str, *flags) -> dict | None:
         except SystemExit as exc:  # argparse refused the flags (e.g. a recipe this dl_main.py does not have)
             code = exc.code
     if code != 0:
-        lines = err.getvalue().strip().splitlines() or ["(no message)"]
-        raise CheckFailedError(f"dl_main {' '.join(map(str, flags))} exited {code}: {lines[-1].strip()}")
+        raise CheckFailedError(f"dl_main {' '.join(map(str, flags))} exited {code}: {last_line(err.getvalue())}")
     path = record_path(argv)
     return read_json(path) if path.is_file() else None
 
 
 def process(ctx: Check, folder: str, *flags) -> tuple[dict, float]:
-    """python dl_main.py in a fresh process; (its record, seconds from process start to exit)."""
+    """python dl_main.py in a fresh process; (its record, seconds from process start to exit). Skipped by --quick."""
+    if ctx.quick:
+        raise CheckSkippedError("--quick: the process time is not measured")
     argv = ctx.argv(folder, flags)
     cmd, env = [sys.executable, str(REPO / "dl_main.py"), *argv], {**os.environ, "PYTHONUNBUFFERED": "1"}
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=PROCESS_TIMEOUT, check=False)
     wall = time.perf_counter() - start
     if proc.returncode != 0:
-        lines = proc.stderr.strip().splitlines() or ["(no message)"]
-        raise CheckFailedError(f"python dl_main.py exited {proc.returncode}: {lines[-1].strip()}")
+        raise CheckFailedError(f"python dl_main.py exited {proc.returncode}: {last_line(proc.stderr)}")
     return read_json(record_path(argv)), wall
 
 
 def verdict(ctx: Check, holds: bool) -> str:
-    if ctx.quick:
-        return "n/a (--quick)"
-    return "met" if holds else "NOT met"
+    return "n/a (--quick)" if ctx.quick else "met" if holds else "NOT met"
 
 
 def pct(value: float) -> str:
@@ -178,16 +173,14 @@ def step_environment(ctx: Check) -> dict:
         bf16_native=native_bf16(device),
         **extra,
     )
-    shown = ", ".join(f"{k} {v}" for k, v in ctx.env.items() if k != "device")
-    return {"note": shown}
+    return {"note": ", ".join(f"{k} {v}" for k, v in ctx.env.items() if k != "device")}
 
 
 # ---------------------------------------------------------------- 2. the CUDA-path checks
 def step_short_training(ctx: Check) -> dict:
     size = {"train": QUICK["short_train"], "test": QUICK["short_test"], "floor": QUICK["floor"]} if ctx.quick else SHORT
-    floor, train_size, test_size = size["floor"], size["train"], size["test"]
-    flags = ("--model", "cnn", "--recipe", "fast", "--epochs", 1, "--batch-size", 32)
-    rec = train(ctx, "short", *flags, "--train-size", train_size, "--test-size", test_size)
+    floor = size["floor"]
+    rec = train(ctx, "short", "--model", "cnn", "--recipe", "fast", "--epochs", 1, "--batch-size", 32, *sizes(size))
     ctx.short = rec
     check(rec["accuracy"] > floor, f"accuracy {pct(rec['accuracy'])} is not above the floor {pct(floor)}")
     note = f"cnn fast recipe at batch 32, 1 epoch, {rec['n_train']} train / {rec['n_eval']} test images; s: training"
@@ -195,18 +188,7 @@ def step_short_training(ctx: Check) -> dict:
 
 
 def step_resume(ctx: Check) -> dict:
-    flags = (
-        "--model",
-        "mlp",
-        "--recipe",
-        "paper",
-        "--epochs",
-        RESUME["epochs"],
-        "--train-size",
-        RESUME["train"],
-        "--test-size",
-        RESUME["test"],
-    )
+    flags = ("--model", "mlp", "--recipe", "paper", "--epochs", RESUME["epochs"], *sizes(RESUME))
     whole = train(ctx, "resume-whole", *flags)
     stopped = train(ctx, "resume-parts", *flags, "--stop-after", RESUME["stop_after"])
     check(stopped is None, f"--stop-after {RESUME['stop_after']} wrote a finished record instead of stopping")
@@ -225,27 +207,28 @@ def step_resume(ctx: Check) -> dict:
     return {"accuracy": whole["accuracy"], "note": note}
 
 
-def needs_short(ctx: Check) -> dict:
+def reloaded(ctx: Check) -> tuple:
+    """The short training's record and its checkpoint reloaded: (record, model, its dataset, its device)."""
     if ctx.short is None:
         raise CheckSkippedError("needs the short training's checkpoint, which is missing (see its row)")
-    return ctx.short
+    from mnistlab.checkpoints import load_model
+
+    model, config = load_model(ctx.short["checkpoint"], ctx.device)
+    return ctx.short, model, config["dataset"], next(model.parameters()).device
 
 
 def step_evaluation(ctx: Check) -> dict:
     """The checkpoint, reloaded with checkpoint.load_model, re-evaluates to the record's predictions."""
     import torch
 
-    from mnistlab.checkpoints import load_model
     from mnistlab.data import load_split
     from mnistlab.training import evaluate
     from Network import has_conv
 
-    rec = needs_short(ctx)
-    model, config = load_model(rec["checkpoint"], ctx.device)
-    device = next(model.parameters()).device
+    rec, model, dataset, device = reloaded(ctx)
     if has_conv(model) and device.type != "mps":  # the layout dl_main.py trains and evaluates in
         model = model.to(memory_format=torch.channels_last)
-    x, y = load_split("test", config["dataset"], ctx.data_dir, rec["n_eval"])
+    x, y = load_split("test", dataset, ctx.data_dir, rec["n_eval"])
     xt = torch.from_numpy(x).to(device).unsqueeze(1).float().div_(255).contiguous(memory_format=torch.channels_last)
     _, acc, pred = evaluate(model, xt, torch.from_numpy(y).to(device))
     pred, n = pred.cpu().tolist(), len(rec["predictions"])
@@ -260,14 +243,11 @@ def step_prediction(ctx: Check, count: int = 32) -> dict:
     try:
         import torch
 
-        from mnistlab.checkpoints import load_model
         from mnistlab.data import load_split
     except ImportError as exc:
         raise CheckSkippedError(f"an import failed ({exc})") from None
-    rec = needs_short(ctx)
-    model, config = load_model(rec["checkpoint"], ctx.device)
-    device = next(model.parameters()).device
-    x, _ = load_split("test", config["dataset"], ctx.data_dir, min(count, rec["n_eval"]))
+    rec, model, dataset, device = reloaded(ctx)
+    x, _ = load_split("test", dataset, ctx.data_dir, min(count, rec["n_eval"]))
     with torch.inference_mode():
         probs = torch.softmax(model(torch.from_numpy(x).to(device).unsqueeze(1).float() / 255).float(), dim=1)
     check(bool(torch.isfinite(probs).all()), "non-finite probabilities")
@@ -308,8 +288,6 @@ def process_row(ctx: Check, rec: dict, wall: float, goal: float | None) -> dict:
 
 
 def step_fast_process(ctx: Check) -> dict:
-    if ctx.quick:
-        raise CheckSkippedError("--quick: the process time is not measured")
     rec, wall = process(ctx, "fast-process", "--model", "cnn", "--recipe", "fast")
     return process_row(ctx, rec, wall, None)
 
@@ -343,8 +321,6 @@ def step_gpu_seeds(ctx: Check) -> dict:
 
 def step_gpu_process(ctx: Check) -> dict:
     gpu_recipe()
-    if ctx.quick:
-        raise CheckSkippedError("--quick: the process time is not measured")
     rec, wall = process(ctx, "gpu-process", "--model", "cnn", "--recipe", "gpu")
     return process_row(ctx, rec, wall, GPU_GOALS["seconds_process"])
 
@@ -390,18 +366,13 @@ def cell(row: dict, key: str) -> str:
     return str(value)
 
 
-def format_table(rows: list[dict]) -> str:
-    return markdown_table(COLUMNS, [[cell(r, k) for k in COLUMNS] for r in rows])
-
-
 def write_outputs(ctx: Check, args, rows: list[dict], seconds: float) -> str:
     counts = {s: sum(r["status"] == s for r in rows) for s in ("pass", "FAIL", "skip")}
     name = ctx.env.get("device_name", ctx.device)
     summary = f"{counts['pass']} passed, {counts['FAIL']} failed, {counts['skip']} skipped in {seconds:.1f} s"
     text = f"# GPU check on {name} (--device {ctx.device}{', --quick' if ctx.quick else ''})\n\n"
-    text += format_table(rows) + f"\n\n{summary}\n"
+    text += markdown_table(COLUMNS, [[cell(r, k) for k in COLUMNS] for r in rows]) + f"\n\n{summary}\n"
     results = Path(args.results_dir)
-    results.mkdir(parents=True, exist_ok=True)
     environment = {**versions("numpy", "torch", "torchvision", "scikit-learn", "Pillow"), **ctx.env}
     config = {"device": ctx.device, "quick": ctx.quick, "data_dir": str(ctx.data_dir), "seeds": ctx.seeds}
     write_json(

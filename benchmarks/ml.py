@@ -33,14 +33,11 @@ def timed_row(name: str, data: dict, baseline: str | None = None, **flags) -> di
     return row | ({"baseline": baseline} if baseline else {})
 
 
-def engines(data: dict, common: dict, engines_available: bool) -> list[dict]:
-    """Each tuned model with both engines: the figures behind the choice of plain scikit-learn as default."""
-    rows = []
-    for algo in Classifier.members("tuned"):
-        base = f"{algo} tuned, sklearn"
-        rows.append(timed_row(base, data, algo=algo, **common))
-        if engines_available:
-            rows.append(timed_row(f"{algo} tuned, sklearnex", data, base, algo=algo, engine="sklearnex", **common))
+def both_engines(name: str, data: dict, has_intelex: bool, **flags) -> list[dict]:
+    """The row of ``name`` (", sklearn" in it) and, when scikit-learn-intelex is installed, its sklearnex row."""
+    rows = [timed_row(name, data, **flags)]
+    if has_intelex:
+        rows.append(timed_row(name.replace(", sklearn", ", sklearnex"), data, name, engine="sklearnex", **flags))
     return rows
 
 
@@ -51,30 +48,18 @@ def run(args) -> list[dict]:
     data = load_splits({"dataset": "mnist", **common})
     try:
         import sklearnex  # noqa: F401
+
+        has_intelex = True
     except ImportError:
         has_intelex = False
-    else:
-        has_intelex = True
     start = time.perf_counter()
     deskew(data["train"][0])
     deskew(data["eval"][0])
     n = len(data["train"][1]) + len(data["eval"][1])
     rows = [{"name": f"deskew {n} images", "seconds": time.perf_counter() - start, "note": "scipy map_coordinates"}]
-    rows += engines(data, common, has_intelex)
+    for algo in Classifier.members("tuned"):  # the figures behind the choice of plain scikit-learn as default
+        rows += both_engines(f"{algo} tuned, sklearn", data, has_intelex, algo=algo, **common)
     subset = {**common, "train_size": sizes.get("train_size", SUBSET)}
     small = load_splits({"dataset": "mnist", **subset})
-    base = f"svm paper: SVC() float64, sklearn ({subset['train_size']} train)"
-    rows.append(timed_row(base, small, algo="svm", recipe="paper", **subset))
-    if has_intelex:
-        rows.append(
-            timed_row(
-                base.replace("sklearn", "sklearnex"),
-                small,
-                base,
-                algo="svm",
-                recipe="paper",
-                engine="sklearnex",
-                **subset,
-            )
-        )
-    return rows
+    name = f"svm paper: SVC() float64, sklearn ({subset['train_size']} train)"
+    return rows + both_engines(name, small, has_intelex, algo="svm", recipe="paper", **subset)
