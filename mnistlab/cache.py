@@ -1,9 +1,8 @@
 """The verified dataset cache: IDX files in, ``<data-dir>/<dataset>/cache.npz`` and ``manifest.json`` out.
 
-``build_cache`` decompresses and checks the four IDX files and writes the cache (and JSON splits) with a manifest of
-checksums, written last; ``load_cache`` checks the cache against that manifest (and a known dataset's manifest
-against the known checksums of its original files) before any array is used, so a changed or foreign cache is
-never trained or scored on: the bundled MNIST is rebuilt from its verified archives, anything else is refused.
+``build_cache`` checks the four IDX files and writes the cache (and JSON splits), then a manifest of checksums;
+``load_cache`` checks the cache against it (and a known dataset's manifest against its original files' checksums)
+before any array is used: a changed or foreign bundled MNIST is rebuilt from its archives, anything else refused.
 """
 
 from __future__ import annotations
@@ -75,8 +74,7 @@ def check_source_folder(src: Path) -> None:
 
 
 def find_source_files(src: Path) -> dict:
-    """Map (split, kind) to the file in ``src``, accepting .gz or not and the dotted variant."""
-    check_source_folder(src)
+    """Map (split, kind) to the file in ``src`` (checked by ``locate``), accepting .gz or not and the dotted variant."""
     found = {}
     for key, base in IDX_NAMES.items():
         dotted = base.replace("-idx", ".idx")
@@ -114,10 +112,7 @@ def download(dataset: str, data_dir: Path) -> Path:
 
 
 def stage_raw(files: dict, raw_dir: Path, expected: dict, fix: str) -> dict:
-    """Decompress (or copy) each source file into ``raw_dir`` atomically, checked against ``expected`` sums.
-
-    Returns {IDX name: sha256 of the uncompressed content}.
-    """
+    """Decompress (or copy) each file into ``raw_dir`` atomically, checked against ``expected``; {IDX name: sha256}."""
     sums = {}
     for key, src in files.items():
         base = IDX_NAMES[key]
@@ -271,8 +266,7 @@ def build(dataset, source, files, out, expected, fix, fingerprint, write_json_fi
         arrays[f"x_{split}"], arrays[f"y_{split}"] = parse_split(out / "raw", split, len(classes))
     # Every output is written beside its final name first; only when all of them are on disk is the old manifest
     # removed and are they renamed into place. A failure before that (a full disk) leaves the old build whole.
-    names = ["cache.npz"] + ([f"{split}.json" for split in ("train", "test")] if write_json_files else [])
-    outputs = {}
+    names = ["cache.npz"] + (["train.json", "test.json"] if write_json_files else [])
     with contextlib.ExitStack() as stack:
         tmp = {name: stack.enter_context(atomic_path(out / name)) for name in names}
         for name in names:
@@ -333,9 +327,6 @@ def cache_problem(folder: Path, dataset: str) -> str | None:
     return None
 
 
-MAX_ARRAY_BYTES = MAX_IDX_BYTES  # the images of an IDX file, at most
-
-
 def array_sizes(path: Path) -> None:
     """Check the cache's arrays by their headers, before any is read: a header that claims more than the file
     holds (or than any dataset of this project has) would otherwise make numpy allocate it all first."""
@@ -350,7 +341,7 @@ def array_sizes(path: Path) -> None:
             if dtype.hasobject:
                 raise ValueError(f"{key} holds Python objects")
             size = int(np.prod(shape, dtype=object)) * dtype.itemsize
-            if size > MAX_ARRAY_BYTES or (header is not None and size != info.file_size - header):
+            if size > MAX_IDX_BYTES or (header is not None and size != info.file_size - header):
                 raise ValueError(f"{key} claims {size} bytes of data ({shape}); the file holds {info.file_size}")
 
 

@@ -13,7 +13,6 @@ from mnistlab.paths import BUNDLED
 SPLIT_SEED = 0  # the validation split is the same for every model and every training seed
 
 
-# ---------------------------------------------------------------- splits
 def first(x: np.ndarray, y: np.ndarray, size: int | None, what: str):
     """The first ``size`` items (all with None); an impossible size is one clear line."""
     if size is None:

@@ -5,16 +5,12 @@ from __future__ import annotations
 import hashlib
 from pathlib import Path
 
-SIDE = 28
-
-
+SIDE = 28  # images are SIDE x SIDE pixels
 N_CLASSES = 10
 
-
 # Of the brightest ink: fainter pixels (paper texture, JPEG noise) do not set a digit's crop box. Shared by
-# inference.to_mnist (users' images) and augment.refit (training batches), which must lay digits out alike.
+# images.to_mnist (users' images) and augment.refit (training batches), which must lay digits out alike.
 INK_THRESHOLD = 0.25
-
 
 IDX_NAMES = {
     ("train", "images"): "train-images-idx3-ubyte",
@@ -22,7 +18,6 @@ IDX_NAMES = {
     ("test", "images"): "t10k-images-idx3-ubyte",
     ("test", "labels"): "t10k-labels-idx1-ubyte",
 }
-
 
 # Known datasets: torchvision's class (for --download), class names, and the SHA-256 of each uncompressed IDX
 # file (the content, whatever the compression), so a known dataset is verified from whichever folder it comes.
@@ -60,7 +55,6 @@ DATASETS = {
     },
     "kmnist": {"torchvision": "KMNIST", "classes": ["o", "ki", "su", "tsu", "na", "ha", "ma", "ya", "re", "wo"]},
 }
-
 
 CACHE_KEYS = ("x_train", "y_train", "x_test", "y_test", "classes")
 

@@ -37,10 +37,8 @@ def remove_stale_temps(*folders: Path) -> None:
 def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True  # it exists but belongs to someone else (or we cannot tell): leave its file alone
+    except OSError as exc:  # any but "no such process": it is someone else's (or we cannot tell), so leave its file
+        return not isinstance(exc, ProcessLookupError)
     return True
 
 
@@ -66,25 +64,17 @@ def write_error(path: Path, exc: OSError) -> ProjectError:
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike):
-    """The one way files are written: yield a temporary path beside ``path``; on success flush it to disk and
-    rename it over ``path``; on any failure remove it.
-
-    A run that is interrupted (exception, Ctrl-C, a full disk) leaves nothing under the final name, so a later
-    run can never mistake a half-written file for a good one; an ``OSError`` becomes one line naming the file.
-    """
+    """The one way files are written: yield a temporary path beside ``path``; on success fsync it and rename it
+    over ``path``, on any failure (exception, Ctrl-C, a full disk) remove it, so no half-written file ever has the
+    final name; an ``OSError`` becomes one line naming the file."""
     path = Path(path)
     tmp = path.parent / temp_name(path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666 & ~umask))
+        os.close(os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # the kernel applies the umask
         yield tmp
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)  # the data is on disk before the name points at it
-        finally:
-            os.close(fd)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())  # the data is on disk before the name points at it
         os.replace(tmp, path)
     except OSError as exc:
         raise write_error(path, exc) from None
@@ -103,9 +93,8 @@ MIN_FREE_MB = 50  # room that a run needs for its records, figures and checkpoin
 def check_output_dirs(folders: dict) -> None:
     """Fail before any work, not after minutes of training, when an output folder cannot be written.
 
-    ``folders`` maps the flag that chooses a folder to the folder. Each is created, written to, checked for
-    free space, and cleaned of the temporary files a killed run left there.
-    """
+    ``folders`` maps each folder's flag to the folder: each is created, written to, checked for free space and
+    cleaned of the temporary files a killed run left there."""
     for flag, folder in folders.items():
         folder = Path(folder)
         try:

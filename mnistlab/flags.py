@@ -17,7 +17,9 @@ from mnistlab.paths import BUNDLED, CHECKPOINTS, PLOTS, RESULTS
 from mnistlab.recipes import CLASSICAL, NETWORKS, PREFERRED
 
 
-def _bounded(kind, holds, bound: str):
+def _bounded(kind, holds, bound: str, most=None):
+    bound += "" if most is None else f" and at most {most}"
+
     def check(text: str):
         value = kind(text)
         if not holds(value):  # a comparison with nan is False: nan is rejected too
@@ -32,16 +34,12 @@ def _bounded(kind, holds, bound: str):
 
 def positive(kind, most=None):
     """An argparse type: ``kind(text)`` that must be > 0 (and at most ``most``: beyond it a typo, not a setting)."""
-    return _bounded(kind, lambda v: 0 < v <= (most or math.inf), "> 0" + _at_most(most))
+    return _bounded(kind, lambda v: 0 < v <= (most or math.inf), "> 0", most)
 
 
 def non_negative(kind, most=None):
     """An argparse type: ``kind(text)`` that must be >= 0 (and at most ``most``)."""
-    return _bounded(kind, lambda v: 0 <= v <= (most or math.inf), ">= 0" + _at_most(most))
-
-
-def _at_most(most) -> str:
-    return "" if most is None else f" and at most {most}"
+    return _bounded(kind, lambda v: 0 <= v <= (most or math.inf), ">= 0", most)
 
 
 def in_range(kind, low, high):

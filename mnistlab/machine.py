@@ -18,11 +18,8 @@ def usable_cores() -> int:
 def idle_cores(samples: int = 5, interval: float = 0.02, loadavg: str = "/proc/loadavg") -> int:
     """Usable cores not already busy with other work, at least 1 (Linux: /proc/loadavg's running tasks).
 
-    Why: threads of one PyTorch op wait for each other at its end, so when another busy process takes a
-    core, every op waits for the thread that was switched out. Measured on 2 cores beside two busy
-    processes: 3.3x slower with 2 threads, 2.1x with 1 (the fair share is 2x). Sampled a few times, since
-    one look may catch a process that is about to sleep.
-    """
+    A PyTorch op's threads wait for the one another process switched out (docs/speed.md, "Shared cores"); the
+    median of a few samples, since one look may catch a process that is about to sleep."""
     running = []
     for _ in range(samples):
         try:
@@ -47,21 +44,19 @@ def process_age() -> float | None:
 
 def cpu_model() -> str:
     """The CPU's marketing name (absolute times mean little without it), or the platform's word for it."""
-    with contextlib.suppress(OSError):
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
+    with contextlib.suppress(OSError), open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
 
 
 def cpu_flags(cpuinfo: str = "/proc/cpuinfo") -> set[str]:
     """The instruction-set flags the CPU reports (x86 "flags", Arm "Features"); empty where there is no such file."""
-    with contextlib.suppress(OSError):
-        with open(cpuinfo) as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
+    with contextlib.suppress(OSError), open(cpuinfo) as f:
+        for line in f:
+            if line.startswith(("flags", "Features")):
+                return set(line.split(":", 1)[1].split())
     return set()
 
 
@@ -74,10 +69,9 @@ def versions(*packages: str) -> dict:
         "cpus": usable_cores(),
     }
     for name in packages:
-        try:
+        out[name] = None
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = None
     return out
 
 
