@@ -92,11 +92,7 @@ def read_checkpoint(path: Path, need_training_state: bool = False) -> dict:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except (RuntimeError, OSError, EOFError, ValueError, pickle.UnpicklingError, AttributeError) as exc:
         raise ProjectError(f"{path} is refused: not a safe, readable checkpoint ({refusal_reason(exc)})") from None
-    if (
-        not isinstance(ckpt, dict)
-        or not isinstance(ckpt.get("model"), dict)
-        or not isinstance(ckpt.get("config"), dict)
-    ):
+    if not (isinstance(ckpt, dict) and all(isinstance(ckpt.get(k), dict) for k in ("model", "config"))):
         raise ProjectError(f"{path} is not a dl_main.py checkpoint (no model weights and config)")
     bad = non_finite(ckpt["model"])
     if bad:
@@ -188,22 +184,11 @@ def optimizer_problem(ckpt: dict) -> str | None:
     """The optimizer state must be one group over the network's parameters, each state tensor a scalar or of its
     parameter's shape (torch.optim would otherwise fail, or train on, with a traceback several steps later)."""
     config, opt = ckpt["config"], ckpt["optimizer"]
-    hidden, width, classes = config.get("hidden_size"), config.get("width"), config.get("classes")
-    if not (_whole(hidden, 1, MAX_HIDDEN) and _whole(width, 1, MAX_WIDTH) and isinstance(classes, list)):
-        return f"its config does not describe a network of this repo (hidden_size {hidden!r:.20}, width {width!r:.20})"
-    try:
-        with torch.device("meta"):
-            net = build_model(
-                config.get("model"), hidden, config.get("dropout"), len(classes), width, config.get("stem")
-            )
-    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
-        return f"its config does not describe a known network ({' '.join(str(exc).split())[:100]})"
-    expected, saved = net.state_dict(), ckpt["model"]
-    if set(saved) != set(expected) or any(
-        not torch.is_tensor(saved[k]) or saved[k].shape != v.shape for k, v in expected.items()
-    ):
-        return f"its weights are not those of the {config.get('model')} its config describes"
-    shapes = [p.shape for p in net.parameters()]
+    problem = network_problem(config, ckpt["model"])
+    if problem:
+        return problem
+    with torch.device("meta"):
+        shapes = [p.shape for p in build_model(config["model"], *network_shape(config)).parameters()]
     groups = opt.get("param_groups") if isinstance(opt, dict) else None
     one_group = isinstance(groups, list) and len(groups) == 1 and isinstance(groups[0], dict)
     if not one_group or groups[0].get("params") != list(range(len(shapes))) or not isinstance(opt.get("state"), dict):
@@ -255,12 +240,8 @@ def load_weights(model, ckpt: dict, path: Path) -> None:
 
 
 def load_model(path, device: str = "cpu"):
-    """(model in eval mode on ``device``, its config) rebuilt from a finished dl_main.py checkpoint.
-
-    Validated by what it holds and computes, not only by its types: the config's sizes are checked, the saved
-    tensors' shapes are compared with the network's on torch's meta device (which allocates nothing) before
-    the real network is built, and its outputs must be finite on a probe input.
-    """
+    """(model in eval mode on ``device``, its config) from a finished dl_main.py checkpoint, refused unless its
+    config, tensors and outputs on a probe input are those of a network of this repo."""
     path = Path(path)
     ckpt = read_checkpoint(path)
     config = ckpt["config"]
@@ -269,9 +250,10 @@ def load_model(path, device: str = "cpu"):
             f"{path} is an unfinished run (stopped at step {ckpt.get('step')!r}); finish it with "
             "python dl_main.py --resume and the same flags, or train it anew"
         )
-    shape = network_shape(config, path)
-    check_weights(ckpt["model"], config.get("model"), shape, path)
-    model = build_model(config["model"], *shape)
+    problem = network_problem(config, ckpt["model"])
+    if problem:
+        raise ProjectError(f"{path}: {problem}; it is refused")
+    model = build_model(config["model"], *network_shape(config))
     load_weights(model, ckpt, path)
     model = model.to(resolve_device(device)).eval()
     probe = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(0)).to(next(model.parameters()).device)
@@ -285,37 +267,36 @@ def load_model(path, device: str = "cpu"):
     return model, config
 
 
-def network_shape(config: dict, path: Path) -> tuple:
-    """build_model's (hidden_size, dropout, number of classes, width, stem) from a saved config, within bounds."""
+def network_shape(config: dict) -> tuple:
+    """build_model's (hidden_size, dropout, number of classes, width, stem) from a saved config."""
+    return config["hidden_size"], config["dropout"], len(config["classes"]), config["width"], config["stem"]
+
+
+def network_problem(config: dict, saved: dict) -> str | None:
+    """Why a saved config and tensors are not a network of this repo, or None: the sizes must be in bounds and the
+    tensors the network's, name for name, shape and dtype (compared on torch's meta device, which allocates nothing)."""
     hidden, dropout, classes = config.get("hidden_size"), config.get("dropout"), config.get("classes")
     width, stem = config.get("width"), config.get("stem")
     if not (
-        isinstance(hidden, int)
-        and 1 <= hidden <= MAX_HIDDEN
-        and isinstance(dropout, (int, float))
-        and 0 <= dropout < 1
+        _whole(hidden, 1, MAX_HIDDEN)
+        and _number(dropout, 0, 1)
+        and dropout < 1
         and isinstance(classes, list)
         and 2 <= len(classes) <= 1000
         and all(isinstance(c, str) and 0 < len(c) <= MAX_CLASS_NAME and c.isprintable() for c in classes)
         and len(set(classes)) == len(classes)
-        and isinstance(width, int)
-        and 1 <= width <= MAX_WIDTH
+        and _whole(width, 1, MAX_WIDTH)
         and stem in STEMS
     ):
-        raise ProjectError(
-            f"{path}: its config does not describe a network of this repo (hidden_size {hidden!r:.20}, "
-            f"width {width!r:.20}, stem {stem!r:.20}, dropout {dropout!r:.20}, classes {classes!r:.60}); it is refused"
+        return (
+            f"its config does not describe a network of this repo (hidden_size {hidden!r:.20}, width {width!r:.20}, "
+            f"stem {stem!r:.20}, dropout {dropout!r:.20}, classes {classes!r:.60})"
         )
-    return hidden, dropout, len(classes), width, stem
-
-
-def check_weights(saved: dict, model: str | None, shape: tuple, path: Path) -> None:
-    """The saved tensors must be the network's, name for name, shape and dtype (compared on torch's meta device)."""
     try:
         with torch.device("meta"):
-            expected = build_model(model, *shape).state_dict()
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ProjectError(f"{path}: its config does not describe a known network ({exc})") from None
+            expected = build_model(config.get("model"), *network_shape(config)).state_dict()
+    except (KeyError, TypeError, ValueError, RuntimeError) as exc:
+        return f"its config does not describe a known network ({' '.join(str(exc).split())[:100]})"
     wrong = [
         k
         for k, v in expected.items()
@@ -323,4 +304,5 @@ def check_weights(saved: dict, model: str | None, shape: tuple, path: Path) -> N
     ]
     if wrong or set(saved) != set(expected):
         what = wrong[0] if wrong else "its set of tensors"
-        raise ProjectError(f"{path}: its weights do not fit the network its config describes ({what}); it is refused")
+        return f"its weights do not fit the network its config describes ({what})"
+    return None

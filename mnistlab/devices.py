@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import platform
@@ -12,7 +13,6 @@ from mnistlab.errors import ProjectError
 from mnistlab.machine import cpu_flags, idle_cores, usable_cores
 
 
-# ---------------------------------------------------------------- device and data
 def resolve_device(name: str):
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
@@ -24,30 +24,18 @@ def resolve_device(name: str):
 
 
 def keep_freed_memory() -> None:
-    """Ask glibc's malloc to keep freed memory instead of returning it to the OS after every step.
-
-    Each training step frees and re-allocates the same multi-megabyte activation buffers; by default
-    glibc unmaps them and the next step page-faults them back in (measured: 10 of 27 s of the fast recipe
-    in the kernel). PyTorch's CPU tuning guide suggests jemalloc/tcmalloc for this; these two settings
-    do the same job without a new dependency. A no-op where the C library is not glibc.
-    """
-    if platform.libc_ver()[0] != "glibc":  # macOS, Windows, musl: their allocators differ; nothing to set
+    """Ask glibc's malloc to keep the activation buffers each step frees and re-allocates, instead of unmapping them
+    and page-faulting them back in (docs/speed.md); jemalloc's job without a dependency. A no-op off glibc."""
+    if platform.libc_ver()[0] != "glibc":  # macOS, Windows, musl: their allocators differ
         return
-    try:
+    with contextlib.suppress(OSError, AttributeError):
         libc = ctypes.CDLL(None)
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        libc.mallopt(m_mmap_threshold, 1 << 30)
-        libc.mallopt(m_trim_threshold, 1 << 30)
-    except (OSError, AttributeError):
-        pass
+        for option in (-3, -1):  # M_MMAP_THRESHOLD, M_TRIM_THRESHOLD
+            libc.mallopt(option, 1 << 30)
 
 
 def native_bf16(device) -> bool:
-    """Whether the device computes bfloat16 in hardware, so that autocast to it is a speed-up.
-
-    Measured on this project's CPU with oneDNN limited to AVX2, a CNN step in bfloat16 was 8x slower than
-    in float32 (emulated), and 1.2x slower with AVX-512 but no BF16 instructions; with AVX512-BF16, 1.7x faster.
-    """
+    """Whether the device computes bfloat16 in hardware, so that autocast to it is a speed-up (docs/speed.md)."""
     if device.type == "cuda":
         return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type != "cpu":

@@ -10,9 +10,7 @@ from mnistlab.files import atomic_path
 def pyplot():
     """matplotlib.pyplot on the file-only Agg backend: figures are saved, never shown.
 
-    matplotlib and scikit-learn are imported inside the helpers that draw or score (here and below), not at
-    the top: every script imports this module, and those two take about a second that --help, a bad flag
-    or a refused input should not wait for.
+    Imported here, not at the top: every script imports this module, and --help or a bad flag should not wait.
     """
     import matplotlib
 
@@ -24,7 +22,7 @@ def pyplot():
 
 def savefig(fig, path, tight: bool = True) -> None:
     """Save a matplotlib figure atomically and close it; ``tight=False`` for a figure laid out by fixed margins
-    (bbox_inches="tight" draws the figure once more to measure it: 0.12 of a confusion matrix's 0.3 s)."""
+    (bbox_inches="tight" draws the figure once more to measure it)."""
     import matplotlib.pyplot as plt
 
     with atomic_path(path) as tmp:
@@ -53,7 +51,7 @@ def names_are_words(classes) -> bool:
 def draw_confusion(ax, y_true, y_pred, classes, title: str, fontsize: float | None = None) -> None:
     """One confusion matrix on ``ax`` (scikit-learn's ConfusionMatrixDisplay), its axes labelled with the class
     names (turned when they are words)."""
-    from sklearn.metrics import ConfusionMatrixDisplay  # here: 0.8 s of imports a --help need not pay
+    from sklearn.metrics import ConfusionMatrixDisplay  # here: imports a --help need not pay
 
     display = ConfusionMatrixDisplay.from_predictions(
         y_true,

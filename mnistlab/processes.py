@@ -1,13 +1,12 @@
 """Steps run side by side, each in a child process of its own: one line per failure, Ctrl-C passed on.
 
-experiment.py runs the two classical families and the CNN this way, one thread each: libsvm fits on one thread, so
-one family after the other left a core idle for most of their 527 s (a 2-core Intel Xeon; side by side the
-experiment went from 833 to 687 s), and the CNN at batch 30 does the same work on one thread with less CPU than on
-two (docs/speed.md).
+experiment.py runs the two classical families and the CNN this way, one thread each, since libsvm fits on one
+thread and the CNN at batch 30 gains little from a second (docs/speed.md).
 """
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import multiprocessing.connection
 import os
@@ -53,8 +52,8 @@ def _child(lane: int, steps: list, results, ready) -> None:
 
 def _follow_parent() -> threading.Event:
     """In a child: an event set once the parent process is gone (killed, so its clean-up never ran). The child then
-    stops as the parent would have stopped it: a Ctrl-C, and after GRACE at once. Else the lanes of a killed
-    experiment.py went on fitting for minutes and wrote their records after it."""
+    stops as the parent would have stopped it, so that no lane goes on writing records: a Ctrl-C, then after GRACE
+    at once."""
     orphaned, parent = threading.Event(), multiprocessing.parent_process()
 
     def watch() -> None:
@@ -154,10 +153,8 @@ def _stop(unfinished: list, finished: list, started: list, interrupted: bool = F
         child.join(max(0.0, deadline - time.monotonic()))
     running = [c for c in running if c.exitcode is None]
     for child in running:
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(child.pid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
     deadline = time.monotonic() + GRACE
     for child in running + [c for c in finished if c.pid is not None]:
         child.join(max(0.0, deadline - time.monotonic()))

@@ -1,16 +1,9 @@
 """Saved models, networks (.pt) and classical (.skops), given one face: ``load_predictor(path).predict(x)``.
 
 Models live in ``<checkpoint_dir>/<dataset>/<model>-<recipe>.pt`` (dl_main.py) and ``.skops`` (ml_main.py, via
-``save_classical``); ``predict`` maps (N, 28, 28) images in [0, 1] to (N, classes) scores.
-
-Why skops with an explicit list of trusted types: a pickle or joblib file runs any code it names while it is
-loaded, so a model file from a shared folder or a download could take over the machine. A skops file is a zip of
-JSON (which class, which attributes) and .npy arrays (read without pickle); skops lists the types a file names
-(``get_untrusted_types``) and builds it only when every one is in TRUSTED: the scikit-learn classes Classifier.py
-builds, numpy arrays and scalars, plain containers and the mnistlab.features functions its transformers call. A
-tampered file (``os.system``, ``builtins.eval``), a pickle renamed .skops or a truncated zip is refused with one
-line, and nothing in it is constructed. The metadata (model, recipe, settings, dataset, class names, score kind)
-is a JSON string inside the same file, so it cannot drift from the model it describes.
+``save_classical``). skops, not pickle, because loading a pickle runs any code it names: a .skops file is built
+only when every type it names is in TRUSTED, else refused with one line. Its metadata is a JSON string inside
+the same file, so it cannot drift from the model it describes.
 """
 
 from __future__ import annotations
@@ -78,13 +71,14 @@ def save_classical(pipeline, path, meta: dict, check_X) -> Path:
     ``check_X`` (a few hundred raw images, as the pipeline takes them) proves the file: it is written only
     if the pipeline reloaded from it, through the trusted-type list, predicts their labels as ``pipeline`` does.
     """
-    import skops.io as sio  # here: skops imports every scikit-learn estimator and torch (2 s a --help need not pay)
+    import skops.io as sio  # here: skops imports every scikit-learn estimator and torch, which --help need not wait for
 
     path = Path(path)
+    estimator = type(pipeline.steps[-1][1] if hasattr(pipeline, "steps") else pipeline)
     record = {
         **meta,
         "score_kind": score_kind(pipeline),
-        "estimator": qualified(type(final_step(pipeline))),
+        "estimator": f"{estimator.__module__}.{estimator.__name__}",
         "versions": {name: version(name) for name in ("scikit-learn", "skops")},
     }
     saved = {"format": FORMAT, "meta": json.dumps(record, default=jsonable), "pipeline": pipeline}
@@ -96,14 +90,6 @@ def save_classical(pipeline, path, meta: dict, check_X) -> Path:
     with atomic_path(path) as tmp:
         tmp.write_bytes(data)
     return path
-
-
-def final_step(model):
-    return model.steps[-1][1] if hasattr(model, "steps") else model
-
-
-def qualified(cls) -> str:
-    return f"{cls.__module__}.{cls.__name__}"
 
 
 def check_same_labels(fitted, saved, check_X, path: Path) -> None:
@@ -201,7 +187,8 @@ def load_predictor(path, device: str = "auto") -> Predictor:
         from mnistlab.checkpoints import load_model  # here: torch takes a second to import
 
         model, config = load_model(path, device)
-        classes = [str(c) for c in config.get("classes") or range(final_width(model))]
+        width = list(model.parameters())[-1].shape[0]  # the last layer's bias: one logit per class
+        classes = [str(c) for c in config.get("classes") or range(width)]
         return Predictor(path.stem, "network", classes, "probability", path, network_scores(model), config)
     pipeline, meta = load_classical(path)
     try:
@@ -229,10 +216,6 @@ def probe(predictor: Predictor) -> None:
         raise ValueError(
             f"its scores have shape {scores.shape} for {len(predictor.classes)} classes, or are not finite"
         )
-
-
-def final_width(model) -> int:
-    return list(model.parameters())[-1].shape[0]  # the last layer's bias: one logit per class
 
 
 def family_of(model: str) -> str:
@@ -283,12 +266,9 @@ def find_model(model: str, recipe: str | None = None, checkpoint_dir=CHECKPOINTS
 
 
 def find_models(checkpoint_dir=CHECKPOINTS, dataset: str = "mnist", device: str = "auto"):
-    """(predictors, missing): every expected model's preferred saved file, networks first, then classical.
-
-    ``missing`` lists (model, the command that trains it) for those with no file yet. A file that exists
-    but cannot be loaded (tampered, truncated, unfinished, computing nonsense) is refused alone, with a line on
-    stderr, while the others are used.
-    """
+    """(predictors, missing): every expected model's preferred saved file, networks first, then classical, and
+    (model, the command that trains it) for those with no file yet. A file that cannot be loaded is refused alone,
+    with a line on stderr, while the others are used."""
     predictors, missing = [], []
     for model in NETWORKS + CLASSICAL:
         try:

@@ -1,11 +1,8 @@
 """A fitted RBF SVC's labels from its public attributes, with matrix products: libsvm's formula and one-against-one
-vote in double precision, the same labels as ``SVC.predict``, several times sooner.
+vote in double precision, the same labels as ``SVC.predict``, several times sooner (docs/speed.md).
 
-libsvm predicts one image at a time, one kernel value at a time, on one thread: the published ``SVC()`` took 71.5 s
-for the 10000 MNIST test images (12336 support vectors, one core of a 2-core Intel Xeon); as products of whole
-matrices through BLAS the same labels took 3.8 s (docs/speed.md). The sums run in another order, so a
-decision value can differ from libsvm's in its last bits: an image whose vote could turn on that (any decision value
-within ``TOLERANCE`` of zero) is predicted by libsvm itself, so the labels are always libsvm's.
+The sums run in another order, so a decision value can differ from libsvm's in its last bits: an image whose vote
+could turn on that (any decision value within ``TOLERANCE`` of zero) is predicted by libsvm itself.
 """
 
 from __future__ import annotations

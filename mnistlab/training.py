@@ -95,10 +95,8 @@ def log_train(state: dict, window, epoch: float, total: int, bar, show: bool) ->
 
 
 def log_eval(model, data: dict, state: dict, epoch: float, total: int, bar) -> tuple:
-    """An evaluation point (test set, or validation images in a tuning run) with one console line.
-
-    Returns (loss, accuracy, predictions, seconds taken to evaluate).
-    """
+    """An evaluation point (test set, or validation images in a tuning run) with one console line;
+    (loss, accuracy, predictions, seconds taken to evaluate)."""
     start = time.perf_counter()
     loss, acc, pred = evaluate(model, *data["eval"])
     seconds = time.perf_counter() - start
