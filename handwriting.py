@@ -18,8 +18,6 @@ through to_mnist, exactly as a user's PNG does (crop to the ink, fit 20x20, cent
   aspect, jitter, position, blur), a third of them turned into upscaled low-resolution scans; 1630 digits
   each. Same generator, different seeds: drawn-val is for choosing a recipe, drawn-test stays held out.
 
-Building all four sets takes about 5 s on one core.
-
 Writes <results-dir>/<dataset>/handwriting/<model name>.json per model (accuracy per set and per class) and,
 with --all, table.md beside them.
 """
@@ -61,16 +59,11 @@ FONT_VARIANTS, STROKE_VARIANTS = 3, 100  # per font and digit; per digit
 
 
 # ---------------------------------------------------------------- real handwriting: UCI digits
-@functools.cache  # built once per process (about a second); returned read-only, so the cache stays intact
+@functools.cache  # built once per process; returned read-only, so the cache stays intact
 def uci_digits(mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """scikit-learn's 1797 UCI digits as (N, 28, 28) float inputs in [0, 1] and (N,) labels.
-
-    Each 8x8 image (0..16 ink) is upscaled to CANVAS x CANVAS (``mode``: "nearest" or "bilinear") as
-    dark ink on white paper, then through to_mnist.
-    """
-
-    from sklearn.datasets import load_digits  # here: scikit-learn and matplotlib are slow to import, and a Ctrl-C
-    # while a script imports its libraries is one line only once mnistlab.errors is loaded (mnistlab/errors.py)
+    """scikit-learn's 1797 UCI digits, each 8x8 image upscaled to CANVAS x CANVAS (``mode``: "nearest" or
+    "bilinear") as dark ink on white paper, then through to_mnist: (N, 28, 28) floats in [0, 1], (N,) labels."""
+    from sklearn.datasets import load_digits  # here: scikit-learn and matplotlib are slow to import
 
     digits = load_digits()
     resample = {"nearest": Image.Resampling.NEAREST, "bilinear": Image.Resampling.BILINEAR}[mode]
@@ -154,7 +147,6 @@ def place(points: np.ndarray, pose: dict, rng) -> list[tuple[float, float]]:
 
 def stroke_digit(digit: int, rng) -> np.ndarray:
     """One digit drawn along a random variant of its skeleton: (CANVAS, CANVAS) grey, dark ink on light paper."""
-
     variants = skeletons()[digit]
     strokes, pose = variants[rng.integers(len(variants))], random_pose(rng)
     paper, ink, width = int(255 * rng.uniform(0.75, 1.0)), int(255 * rng.uniform(0.0, 0.3)), int(rng.integers(2, 15))
@@ -171,7 +163,6 @@ def stroke_digit(digit: int, rng) -> np.ndarray:
 
 def font_digit(digit: int, font_path: Path, rng) -> np.ndarray:
     """One digit typeset in a font at a random size, slant, rotation and place: (CANVAS, CANVAS) grey."""
-
     font = ImageFont.truetype(str(font_path), size=int(rng.integers(40, 90)))
     img = Image.new("L", (CANVAS, CANVAS), 0)  # ink as white on black while transforming, so borders stay paper
     offset = CANVAS / 2 + rng.uniform(-0.12, 0.12, 2) * CANVAS
@@ -196,7 +187,6 @@ def font_paths() -> list[Path]:
 def low_res_scan(grey: np.ndarray, rng) -> np.ndarray:
     """The same picture as a low-resolution scan upscaled again: box-averaged until the digit is 7-14 px tall
     (or wide), then back to full size by nearest (blocky) or bilinear interpolation. (H, W) -> (H, W)."""
-
     rows, cols = np.nonzero(grey < (grey.max() + grey.min()) / 2)  # the ink's box (dark ink)
     extent = max(np.ptp(rows), np.ptp(cols)) + 1 if len(rows) else grey.shape[0]
     small = max(4, round(grey.shape[0] * rng.uniform(7, 14) / extent))
@@ -206,12 +196,8 @@ def low_res_scan(grey: np.ndarray, rng) -> np.ndarray:
 
 
 def drawn_digits(seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Programmatic digits of one seed: (N, 28, 28) inputs in [0, 1], (N,) labels, (N,) kinds ("font" or
-    "stroke", "+scan" for the third of them turned into upscaled low-resolution scans).
-
-    FONT_VARIANTS per font and digit, STROKE_VARIANTS per digit; each through to_mnist.
-    """
-
+    """FONT_VARIANTS per font and digit and STROKE_VARIANTS per digit, each through to_mnist: (N, 28, 28) inputs
+    in [0, 1], (N,) labels, (N,) kinds ("font" or "stroke", "+scan" for the third made low-resolution scans)."""
     rng = np.random.default_rng(seed)
     images, labels, kinds = [], [], []
 
@@ -237,8 +223,7 @@ def build_set(name: str) -> tuple[np.ndarray, np.ndarray]:
     if name.startswith("uci-"):
         return uci_digits(name.removeprefix("uci-"))
     if name in SEEDS:
-        images, labels, _ = drawn_digits(SEEDS[name])
-        return images, labels
+        return drawn_digits(SEEDS[name])[:2]
     raise ValueError(f"unknown set {name!r}; choose from {', '.join(SETS)}")
 
 
@@ -287,18 +272,10 @@ def measure_all(predictors, sets) -> dict:
         for p in predictors:
             start = time.perf_counter()
             result = measure(p, images, labels)
-            records[p.name]["sets"][name] = {
-                **result,
-                "seconds_build": built,
-                "seconds_eval": time.perf_counter() - start,
-            }
+            seconds = {"seconds_build": built, "seconds_eval": time.perf_counter() - start}
+            records[p.name]["sets"][name] = {**result, **seconds}
             print(f"{p.name:>16} {name:>13}: {100 * result['accuracy']:6.2f}% of {result['n']}")
     return records
-
-
-def table(records: dict, sets) -> str:
-    rows = [[name, *(f"{100 * r['sets'][s]['accuracy']:.2f}%" for s in sets)] for name, r in records.items()]
-    return markdown_table(["model", *sets], rows) + "\n"
 
 
 def _main(argv=None) -> int:
@@ -315,7 +292,8 @@ def _main(argv=None) -> int:
     for name, record in records.items():
         write_json(out / f"{name}.json", {**record, "versions": env})
     if args.all:
-        text = table(records, args.sets)
+        rows = [[name, *(f"{100 * r['sets'][s]['accuracy']:.2f}%" for s in args.sets)] for name, r in records.items()]
+        text = markdown_table(["model", *args.sets], rows) + "\n"
         print("\n" + text, end="")
         with atomic_path(out / "table.md") as tmp:
             tmp.write_text(text)

@@ -85,17 +85,14 @@ def cell(predictor, scores: np.ndarray, k: int) -> str:
 
 def print_one(predictor, names, inputs, top: int) -> None:
     for path, scores in zip(names, predictor.predict(np.stack(inputs)), strict=True):
-        best = ranked(scores, top)
-        print(f"{one_line(path)}: " + ", ".join(cell(predictor, scores, k) for k in best))
+        print(f"{one_line(path)}: " + ", ".join(cell(predictor, scores, k) for k in ranked(scores, top)))
 
 
 def print_table(predictors, names, inputs) -> None:
     """Rows = images, columns = models: each model's best class and its score."""
     batch = np.stack(inputs)
     columns = [[cell(p, s, int(ranked(s, 1)[0])) for s in p.predict(batch)] for p in predictors]
-    rows = [["image", *(p.name for p in predictors)]]
-    rows += [[one_line(path), *(column[i] for column in columns)] for i, path in enumerate(names)]
-    print_rows(rows)
+    print_rows(predictors, [[one_line(path), *(column[i] for column in columns)] for i, path in enumerate(names)])
 
 
 def score_text(kind: str, score: float) -> str:
@@ -115,14 +112,14 @@ def print_numbers(predictors, names, layouts, table: bool) -> list:
         for path, (reading,) in zip(names, readings, strict=True):
             digits = ", ".join(f"{d.label} ({score_text(reading.score_kind, d.score)})" for d in reading.digits)
             print(f"{one_line(path)}: {reading.number}  [{digits}]")
-        return [row[0] for row in readings]
-    rows = [["image", *(p.name for p in predictors)]]
-    rows += [[one_line(path), *(number_cell(r) for r in row)] for path, row in zip(names, readings, strict=True)]
-    print_rows(rows)
+    else:
+        rows = [[one_line(path), *(number_cell(r) for r in row)] for path, row in zip(names, readings, strict=True)]
+        print_rows(predictors, rows)
     return [row[0] for row in readings]
 
 
-def print_rows(rows: list[list[str]]) -> None:
+def print_rows(predictors, rows: list[list[str]]) -> None:
+    rows = [["image", *(p.name for p in predictors)], *rows]
     widths = [max(len(row[j]) for row in rows) for j in range(len(rows[0]))]
     for row in rows:
         print("  ".join(text.ljust(width) for text, width in zip(row, widths, strict=True)).rstrip())

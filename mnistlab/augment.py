@@ -50,18 +50,13 @@ def parse_kinds(text: str | None) -> tuple[str, ...]:
 
 def _uniform(shape, x, generator, low=-1.0, high=1.0):
     """U(low, high) of ``shape`` on x's device from ``generator`` (None: torch's global one)."""
-
     return torch.rand(shape, device=x.device, generator=generator) * (high - low) + low
 
 
 def affine_grid(x, strength: float, shear: bool, generator=None):
-    """Sampling grid (N, H, W, 2) of a random affine map per sample.
-
-    Rotation up to 10 degrees, scale 10% and shift 2 px (times strength), drawn in the order of the first
-    version of this augmentation, so the same seed gives the same batches as before when ``shear`` is off.
-    With ``shear``: slant up to 0.3 and x/y aspect up to x1.35 either way (times strength) as well.
-    """
-
+    """Sampling grid (N, H, W, 2) of a random affine map per sample: rotation up to 10 degrees, scale 10% and shift
+    2 px, with ``shear`` also slant up to 0.3 and x/y aspect up to x1.35 either way (all times strength). Keep the
+    order of the draws: with ``shear`` off, a seed gives the batches it always gave."""
     n = len(x)
     angle = _uniform(n, x, generator) * math.radians(10) * strength
     scale = 1 + _uniform(n, x, generator) * 0.1 * strength
@@ -83,7 +78,6 @@ def affine_grid(x, strength: float, shear: bool, generator=None):
 def elastic_field(x, strength: float, generator=None, cells: int = 4, pixels: float = 1.5):
     """A smooth displacement (N, H, W, 2) in grid units: uniform noise on a cells x cells grid, upsampled
     bicubically; at most about ``pixels`` px (times strength) at any point."""
-
     n, _, h, w = x.shape
     noise = _uniform((n, 2, cells, cells), x, generator) * (pixels * 2 / h) * strength
     field = F.interpolate(noise, size=(h, w), mode="bicubic", align_corners=True)  # (N, 2, H, W)
@@ -92,13 +86,11 @@ def elastic_field(x, strength: float, generator=None, cells: int = 4, pixels: fl
 
 def dilate(x):
     """Grey dilation by a 3x3 square: every stroke about 2 px thicker. (N, 1, H, W) -> same."""
-
     return F.max_pool2d(x, 3, stride=1, padding=1)
 
 
 def erode(x):
     """Grey erosion by a 3x3 square (a min-pool): every stroke about 2 px thinner. (N, 1, H, W) -> same."""
-
     return -F.max_pool2d(-x, 3, stride=1, padding=1)
 
 
@@ -106,7 +98,6 @@ def stroke_width(x, strength: float, generator=None):
     """Thicker or thinner strokes on P_WIDTH of the batch (thicker twice as often): dilation or erosion,
     blended in by a random amount, the full change for the larger draws at strength 1. 2 px either way is a
     lot on a 28 px digit whose strokes are 2-4 px wide, hence the partial blend."""
-
     n = len(x)
     choice = _uniform(n, x, generator, 0.0, 1.0).view(n, 1, 1, 1)  # < P_WIDTH/3: thinner; < P_WIDTH: thicker
     amount = (_uniform(n, x, generator, 0.0, 1.0) * 1.5 * strength).clamp(max=1.0).view(n, 1, 1, 1)
@@ -117,26 +108,23 @@ def stroke_width(x, strength: float, generator=None):
 def blocky(x, strength: float, generator=None, sizes=(8, 9, 10, 11, 12, 13, 14)):
     """An upscaled low-resolution scan: area-averaged down to s x s (s from ``sizes``), back up by nearest or
     bilinear interpolation; P_BLOCKY x strength of the batch. One batched op per size, not per image."""
-
     n, _, h, w = x.shape
     apply = _uniform(n, x, generator, 0.0, 1.0) < min(1.0, P_BLOCKY * strength)
     size_index = (_uniform(n, x, generator, 0.0, 1.0) * len(sizes)).long().clamp(max=len(sizes) - 1)
     nearest = _uniform(n, x, generator, 0.0, 1.0) < 0.5
     out = x.clone()
     for i, s in enumerate(sizes):
-        for mode, which in (("nearest", nearest), ("bilinear", ~nearest)):
+        for mode, which, corners in (("nearest", nearest, None), ("bilinear", ~nearest, False)):
             idx = torch.nonzero(apply & (size_index == i) & which).flatten()
             if len(idx):
                 small = F.interpolate(x[idx], size=(s, s), mode="area")  # (k, 1, s, s)
-                kwargs = {} if mode == "nearest" else {"align_corners": False}
-                out[idx] = F.interpolate(small, size=(h, w), mode=mode, **kwargs)
+                out[idx] = F.interpolate(small, size=(h, w), mode=mode, align_corners=corners)
     return out
 
 
 def blur(x, strength: float, generator=None, radius: int = 3):
     """Gaussian blur with a per-sample sigma up to 1.2 px (times strength) on P_BLUR of the batch: separable
     depthwise convolutions, one kernel per sample (the batch folded into channels)."""
-
     n, _, h, w = x.shape
     apply = _uniform(n, x, generator, 0.0, 1.0) < P_BLUR
     sigma = _uniform(n, x, generator, 0.3, 1.2) * strength * apply  # 0: the identity kernel below
@@ -160,7 +148,6 @@ def gamma(x, strength: float, generator=None):
 def ink_box(x, threshold: float):
     """Per sample (top, bottom, left, right) pixel indices (N,) of the ink above threshold x its peak, and a
     has-ink mask (N,); x is (N, 1, H, W)."""
-
     n, _, h, w = x.shape
     ink = x[:, 0] > threshold * x.amax(dim=(1, 2, 3)).view(n, 1, 1)  # (N, H, W)
     rows, cols = ink.any(2), ink.any(1)  # (N, H), (N, W)
@@ -171,10 +158,9 @@ def ink_box(x, threshold: float):
 
 
 def refit(x, box: int = 20):
-    """As inference.to_mnist: scale each sample so that its ink's box fits box x box keeping the aspect, and
+    """As images.to_mnist: scale each sample so that its ink's box fits box x box keeping the aspect, and
     put its centre of mass at pixel (14, 14) of 28 (the middle, as scaled). One affine resampling.
     (N, 1, H, W) -> (N, 1, H, W); a sample without ink is left as it is."""
-
     n, _, h, w = x.shape
     top, bottom, left, right, has_ink = ink_box(x, INK_THRESHOLD)
     extent = torch.maximum(bottom - top, right - left).clamp(min=0).float() + 1
@@ -182,12 +168,11 @@ def refit(x, box: int = 20):
     mass = x[:, 0].sum((1, 2)).clamp(min=1e-6)  # (N,)
     iy, ix = torch.arange(h, device=x.device, dtype=x.dtype), torch.arange(w, device=x.device, dtype=x.dtype)
     cy, cx = (x[:, 0].sum(2) * iy).sum(1) / mass, (x[:, 0].sum(1) * ix).sum(1) / mass  # (N,) pixel indices
-    centre_y, centre_x = h / 2, w / 2
-    cy, cx = torch.where(has_ink, cy, centre_y), torch.where(has_ink, cx, centre_x)
-    # Output pixel i reads input pixel c + (i - centre) / scale. In grid units u = (2 i + 1) / size - 1 this is
-    # u_in = u_out / scale + (2 c + 1) / size - 1 - (2 centre + 1 - size) / (size * scale).
-    bx = (2 * cx + 1) / w - 1 - (2 * centre_x + 1 - w) / (w * scale)
-    by = (2 * cy + 1) / h - 1 - (2 * centre_y + 1 - h) / (h * scale)
+    cy, cx = torch.where(has_ink, cy, h / 2), torch.where(has_ink, cx, w / 2)
+    # Output pixel i reads input pixel c + (i - size / 2) / scale. In grid units u = (2 i + 1) / size - 1 this is
+    # u_in = u_out / scale + (2 c + 1) / size - 1 - 1 / (size * scale).
+    bx = (2 * cx + 1) / w - 1 - 1 / (w * scale)
+    by = (2 * cy + 1) / h - 1 - 1 / (h * scale)
     zero = torch.zeros_like(scale)
     theta = torch.stack([torch.stack([1 / scale, zero, bx], 1), torch.stack([zero, 1 / scale, by], 1)], 1)
     grid = F.affine_grid(theta, list(x.shape), align_corners=False)  # (N, H, W, 2)
@@ -199,10 +184,9 @@ def distort(x, strength: float = 1.0, kinds=(), generator=None):
 
     Geometry first (affine and elastic share one resampling), then stroke width, blockiness, blur and
     gamma, then the refit to the 20x20 box; finally each sample's brightest ink is brought back to 1, as
-    inference.to_mnist does for users' images. With ``kinds`` empty this is the plain affine augmentation
+    images.to_mnist does for users' images. With ``kinds`` empty this is the plain affine augmentation
     that the best recipe was chosen with (same draws, same batches).
     """
-
     kinds = parse_kinds(kinds) if isinstance(kinds, str) else tuple(kinds)
     if not strength:
         return x

@@ -26,12 +26,9 @@ def pixel_moments(images: np.ndarray):
 
 
 def deskew(images: np.ndarray) -> np.ndarray:
-    """Undo each digit's slant with a shear that zeroes its row/column covariance (float32, 0-255, [N, 784]).
-
-    Deskewing is the classic MNIST preprocessing step (LeCun et al.'s table lists it for KNN and
-    SVMs): writers slant their digits differently, and a shear per image removes that nuisance
-    before pixel distances are compared. The centre of mass is also moved to the image centre.
-    """
+    """Undo each digit's slant with a shear that zeroes its row/column covariance, and move its centre of mass to the
+    middle (float32, 0-255, [N, 784]): the classic MNIST preprocessing (LeCun et al.'s table lists it for KNN and
+    SVMs), as writers slant their digits differently and pixel distances should not see that."""
     n = len(images)
     mr, mc, alpha = pixel_moments(images)
     # All images in one tall 2-D picture, each framed by a row and column of zeros, so that a single
@@ -57,12 +54,10 @@ def to_unit(images: np.ndarray, dtype: str = "float32") -> np.ndarray:
 
 
 # ---------------------------------------------------------------- HOG
-# Histograms of oriented gradients (Dalal and Triggs 2005), the classic hand-made image feature: each cell of
-# cell x cell pixels votes its pixels' gradient magnitudes into ``orientations`` unsigned direction bins, and
-# each block of block x block cells is normalised for contrast. The computation below is skimage.feature.hog's,
-# step for step (its central differences, hard votes into bins whose edges are float32 multiples of
-# 180 / orientations, the mean over a cell, its block norms with eps 1e-5), but for a whole batch of images in
-# numpy operations instead of one image at a time; tests/test_features.py checks that the two agree.
+# Histograms of oriented gradients (Dalal and Triggs 2005): each cell of cell x cell pixels votes its pixels'
+# gradient magnitudes into ``orientations`` unsigned direction bins, each block of block x block cells is normalised
+# for contrast. skimage.feature.hog's computation step for step, but for a whole batch of images at once;
+# tests/test_features.py checks that the two agree.
 HOG_NORMS = ("L1", "L1-sqrt", "L2", "L2-Hys")
 HOG_EPS = 1e-5
 
@@ -79,9 +74,7 @@ def hog_problem(cell, orientations, block, block_norm="L2-Hys", cell2=0) -> str 
         return f"hog_block {block}: a block needs at least 1 cell"
     if block_norm not in HOG_NORMS:
         return f"hog_norm {block_norm!r}: choose one of {', '.join(HOG_NORMS)}"
-    for name, size in (("hog_cell", cell), ("hog_cell2", cell2)):
-        if name == "hog_cell2" and size == 0:  # 0: no second cell size
-            continue
+    for name, size in (("hog_cell", cell), ("hog_cell2", cell2))[: 2 if cell2 else 1]:  # cell2 0: no second size
         if not 1 <= size <= SIDE:
             return f"{name} {size}: a cell is 1 to {SIDE} pixels wide (the images are {SIDE}x{SIDE})"
         if SIDE // size < block:
@@ -175,10 +168,9 @@ class HOG(TransformerMixin, BaseEstimator):
         problem = hog_problem(self.cell, self.orientations, self.block, self.block_norm, self.cell2)
         if problem:
             raise ValueError(problem)
-        if not (isinstance(self.n_jobs, (int, np.integer)) and self.n_jobs >= 1):
-            raise ValueError(f"HOG n_jobs must be a whole number >= 1, got {self.n_jobs!r}")
-        if not (isinstance(self.chunk, (int, np.integer)) and self.chunk >= 1):
-            raise ValueError(f"HOG chunk must be a whole number >= 1, got {self.chunk!r}")
+        for name, value in (("n_jobs", self.n_jobs), ("chunk", self.chunk)):
+            if not (isinstance(value, (int, np.integer)) and value >= 1):
+                raise ValueError(f"HOG {name} must be a whole number >= 1, got {value!r}")
 
     def fit(self, X, y=None):
         self._check()
@@ -195,9 +187,7 @@ class HOG(TransformerMixin, BaseEstimator):
 
         def one(start: int) -> np.ndarray:
             part = x[start : start + self.chunk]
-            return np.concatenate(
-                [hog_batch(part, c, self.orientations, self.block, self.block_norm) for c in cells], axis=1
-            )
+            return np.hstack([hog_batch(part, c, self.orientations, self.block, self.block_norm) for c in cells])
 
         starts = range(0, len(x), self.chunk)
         if self.n_jobs == 1 or len(x) <= self.chunk:

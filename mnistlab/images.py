@@ -50,8 +50,7 @@ def source_name(source, name: str | None = None) -> str:
 
 def read_image_file(path, name: str | None = None, max_bytes: int = MAX_FILE_MB << 20) -> bytes:
     """The one way a user's image file is read: a regular file (a pipe, device or folder is refused before it is
-    opened, so nothing blocks), at most ``max_bytes`` (refused before reading), read whole; ProjectError naming it.
-    """
+    opened, so nothing blocks) of at most ``max_bytes`` (refused before reading), read whole; ProjectError naming it."""
     name = source_name(path, name)
     try:
         _check_file(os.stat(path), name, max_bytes)
@@ -83,17 +82,12 @@ def _check_file(info: os.stat_result, name: str, max_bytes: int) -> None:
 
 
 def read_grey(source, name: str | None = None) -> np.ndarray:
-    """A path's or raw bytes' image as float32 grey levels in [0, 1] (transparent parts as white paper).
-
-    A path is read by read_image_file; raw bytes (an upload) are bounded by their caller.
-    """
+    """A path's or raw bytes' image as float32 grey levels in [0, 1] (transparent parts as white paper); a path is
+    read by read_image_file, raw bytes (an upload) are bounded by their caller."""
     name = source_name(source, name)
-    if isinstance(source, bytes | bytearray):
-        if not source:
-            raise ProjectError(f"{name}: empty file, not an image")
-        data = source
-    else:
-        data = read_image_file(source, name)
+    data = source if isinstance(source, bytes | bytearray) else read_image_file(source, name)
+    if not data:
+        raise ProjectError(f"{name}: empty file, not an image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)  # over the limit at all: refused
@@ -157,11 +151,9 @@ def grey_levels(img: Image.Image) -> np.ndarray:
 
 
 def to_mnist(grey: np.ndarray) -> np.ndarray:
-    """Turn a grey image into a 28x28 float array in [0, 1] laid out like an MNIST digit.
-
-    Light ink on a dark background (dark-on-light paper is inverted), cropped to the ink, scaled to fit
-    20x20 keeping its aspect ratio, and placed with its centre of mass in the middle: how MNIST was made.
-    """
+    """A grey image as a 28x28 float array in [0, 1] laid out the way MNIST was made: light ink on a dark background
+    (dark-on-light paper is inverted), cropped to the ink, scaled to fit 20x20 keeping its aspect ratio, and placed
+    with its centre of mass in the middle."""
     border = np.concatenate([grey[0], grey[-1], grey[:, 0], grey[:, -1]])
     if np.median(border) > 0.5:  # dark ink on light paper: MNIST is light on dark
         grey, border = 1.0 - grey, 1.0 - border
@@ -216,9 +208,7 @@ def write_as_photo(digit: np.ndarray, path: Path, rng: np.random.Generator, colo
 def write_photos(x: np.ndarray, folder: Path, seed: int = 0) -> list[Path]:
     """Every digit of ``x`` (uint8, (N, 28, 28)) as digit<i>.png or .jpg in ``folder``."""
     rng = np.random.default_rng(seed)
-    paths = []
-    for i, digit in enumerate(x):
-        path = folder / f"digit{i:03d}.{'jpg' if i % 2 else 'png'}"
+    paths = [folder / f"digit{i:03d}.{'jpg' if i % 2 else 'png'}" for i in range(len(x))]
+    for i, (digit, path) in enumerate(zip(x, paths, strict=True)):
         write_as_photo(digit, path, rng, colour=i % 3 == 0)
-        paths.append(path)
     return paths
