@@ -58,8 +58,12 @@ VIEWPORT = {"width": 1000, "height": 640}
 
 def find_chromium() -> str | None:
     """$CHROMIUM, else a system Chromium on the PATH; None: let Playwright use its own download."""
-    names = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
-    return os.environ.get("CHROMIUM") or next(filter(None, map(shutil.which, names)), None)
+    if os.environ.get("CHROMIUM"):
+        return os.environ["CHROMIUM"]
+    for name in ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable"):
+        if path := shutil.which(name):
+            return path
+    return None
 
 
 def launch(playwright):

@@ -39,18 +39,19 @@ class _Watched:
     def __init__(self, stream):
         self._stream, self.failure = stream, None
 
-    def _watch(self, method: str, *args):
+    def write(self, text):
         try:
-            return getattr(self._stream, method)(*args)
+            return self._stream.write(text)
         except OSError as exc:
             self.failure = exc
             raise
 
-    def write(self, text):
-        return self._watch("write", text)
-
     def flush(self):
-        return self._watch("flush")
+        try:
+            return self._stream.flush()
+        except OSError as exc:
+            self.failure = exc
+            raise
 
     def __getattr__(self, name):
         return getattr(self._stream, name)

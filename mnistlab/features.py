@@ -74,7 +74,9 @@ def hog_problem(cell, orientations, block, block_norm="L2-Hys", cell2=0) -> str 
         return f"hog_block {block}: a block needs at least 1 cell"
     if block_norm not in HOG_NORMS:
         return f"hog_norm {block_norm!r}: choose one of {', '.join(HOG_NORMS)}"
-    for name, size in (("hog_cell", cell), ("hog_cell2", cell2))[: 2 if cell2 else 1]:  # cell2 0: no second size
+    for name, size in (("hog_cell", cell), ("hog_cell2", cell2)):
+        if name == "hog_cell2" and size == 0:  # 0: no second cell size
+            continue
         if not 1 <= size <= SIDE:
             return f"{name} {size}: a cell is 1 to {SIDE} pixels wide (the images are {SIDE}x{SIDE})"
         if SIDE // size < block:

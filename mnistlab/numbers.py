@@ -120,12 +120,12 @@ def read_number(layout: Layout, predictors: list) -> list[Reading]:
 
 def read_layout(layout: Layout, predictor=None, pieces: list[int] | None = None) -> Reading:
     """``predictor``'s reading: of the given ``pieces``, or else of the cuts it is surest of (it scores every
-    candidate piece; see the module's docstring)."""
+    candidate piece; docs/numbers.md)."""
     start = time.perf_counter()
-    name, family, kind = (
-        (predictor.name, predictor.family, predictor.score_kind) if predictor else ("shape prior", "none", "none")
-    )
-    classes = predictor.classes if predictor else ["?"]
+    if predictor is None:  # no model: the shape prior alone chooses the cuts
+        name, family, kind, classes = "shape prior", "none", "none", ["?"]
+    else:
+        name, family, kind, classes = predictor.name, predictor.family, predictor.score_kind, predictor.classes
     if pieces is None:
         scores = predictor.predict(layout.inputs) if predictor else np.ones((len(layout.inputs), 1), np.float32)
         pieces = choose(layout, scores, kind if predictor else "probability", classes)
